@@ -1,0 +1,139 @@
+"""Experiment configs: YAML sections, `--params_override`, and flags, in that order.
+
+    model:    {name: cnn}
+    data:     {dataset: mnist5k, global_batch_size: 64}
+    strategy: {name: auto, cpu_replicas: 0}
+    train:    {epochs: 10, model_dir: /tmp/tfdist/mnist5k}
+
+Each section is the options dataclass of its layer; a later source wins:
+built-in defaults < --config file < --params_override < explicitly given flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from typing import Any, Mapping
+
+import yaml
+
+from tfdist.data import DataOptions
+from tfdist.models import ModelOptions
+from tfdist.strategy import StrategyOptions
+from tfdist.train import TrainOptions
+
+SECTIONS: dict[str, type] = {
+    "model": ModelOptions,
+    "data": DataOptions,
+    "strategy": StrategyOptions,
+    "train": TrainOptions,
+}
+
+
+class ConfigError(ValueError):
+  """The experiment config is invalid; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  model: ModelOptions
+  data: DataOptions
+  strategy: StrategyOptions
+  train: TrainOptions
+
+  def as_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def read_yaml(path: str) -> dict:
+  """Reads a config file into {section: {key: value}}.
+
+  Raises:
+    ConfigError: missing file, bad YAML, or not a mapping of sections.
+  """
+  if not os.path.isfile(path):
+    raise ConfigError(f"--config: no such file {path!r}")
+  try:
+    with open(path, encoding="utf-8") as f:
+      content = yaml.safe_load(f) or {}
+  except yaml.YAMLError as e:
+    mark = getattr(e, "problem_mark", None)
+    raise ConfigError(f"--config: {path} is not valid YAML"
+                      f"{f' (line {mark.line + 1})' if mark else ''}") from None
+  if not isinstance(content, dict):
+    raise ConfigError(f"--config: {path} must be a mapping of sections "
+                      f"({', '.join(SECTIONS)})")
+  return content
+
+
+def parse_overrides(text: str) -> dict:
+  """Parses `a.b=1,c.d=x` into {"a": {"b": 1}, "c": {"d": "x"}}; values are YAML scalars.
+
+  Raises:
+    ConfigError: an item without `section.key=value`.
+  """
+  result: dict = {}
+  for item in filter(None, (part.strip() for part in text.split(","))):
+    key, sep, value = item.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+      raise ConfigError(
+          f"--params_override: {item!r} must be section.key=value, e.g. train.epochs=3")
+    try:
+      parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+      parsed = value
+    result.setdefault(section, {})[name] = parsed
+  return result
+
+
+def build(*layers: Mapping[str, Mapping[str, Any]]) -> ExperimentConfig:
+  """Merges layers of {section: {key: value}} over the defaults and validates once.
+
+  Raises:
+    ConfigError / the sections' own errors: naming `section.key`.
+  """
+  merged: dict[str, dict] = {name: {} for name in SECTIONS}
+  for layer in layers:
+    for section, values in layer.items():
+      if section not in SECTIONS:
+        raise ConfigError(
+            f"`{section}`: unknown config section; expected {', '.join(SECTIONS)}")
+      if not isinstance(values, Mapping):
+        raise ConfigError(f"`{section}`: expected a mapping of keys to values")
+      known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+      for key, value in values.items():
+        if key not in known:
+          raise ConfigError(
+              f"`{section}.{key}`: unknown key; expected one of {', '.join(sorted(known))}")
+        merged[section][key] = value
+  sections = {}
+  for name, cls in SECTIONS.items():
+    hints = typing.get_type_hints(cls)
+    values = {key: _coerce(f"{name}.{key}", value, hints[key])
+              for key, value in merged[name].items()}
+    sections[name] = cls(**values)
+  return ExperimentConfig(**sections)
+
+
+def _coerce(field: str, value: Any, hint: Any) -> Any:
+  """Checks a value against its field's type; ints are accepted for floats."""
+  optional = type(None) in typing.get_args(hint)
+  if value is None:
+    if optional:
+      return None
+    raise ConfigError(f"`{field}`: must not be empty")
+  base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
+  if base is float and isinstance(value, int) and not isinstance(value, bool):
+    return float(value)
+  if base is int and isinstance(value, bool) or not isinstance(value, base):
+    raise ConfigError(f"`{field}` ({value!r}) must be {_type_name(base)}"
+                      f"{' or null' if optional else ''}")
+  return value
+
+
+def _type_name(t: type) -> str:
+  return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+      t, t.__name__)
+

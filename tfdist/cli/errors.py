@@ -1,0 +1,67 @@
+"""Exit statuses and one-line errors for every `tfdist` subcommand.
+
+0 success; 2 a user error (bad flag, config, spec, TF_CONFIG), one line on
+stderr naming the field; 1 a failure while running.
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import sys
+from typing import Callable, NoReturn, Sequence
+
+from absl import app, flags, logging
+
+from tfdist.cli.config import ConfigError
+from tfdist.cluster import ClusterSpecError
+from tfdist.data import BatchError, DataSourceError
+from tfdist.models import ModelError
+from tfdist.strategy import StrategyError
+from tfdist.train import TrainOptionsError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+USER_ERRORS = (app.UsageError, flags.Error, ConfigError, ClusterSpecError, BatchError,
+               DataSourceError, ModelError, StrategyError, TrainOptionsError)
+
+# Lines TensorFlow logs through absl on every run that tell a user nothing.
+_NOISE = ("Sharding callback duration", "Found untraced functions",
+          "contains input name(s)", "Writing fingerprint", "Assets written to",
+          "Constructing tf.data.Dataset", "Creating a tf.data.Dataset reading",
+          "Load dataset info from", "Reusing dataset", "Fields info.")
+
+
+def usage_error(command: str, message: str) -> NoReturn:
+  """Prints `tfdist COMMAND: error: MESSAGE` on one line and exits 2."""
+  first_line = str(message).strip().splitlines()[0] if str(message).strip() else "invalid input"
+  print(f"tfdist {command}: error: {first_line}", file=sys.stderr, flush=True)
+  sys.exit(EXIT_USAGE)
+
+
+class _QuietFilter(std_logging.Filter):
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(noise in message for noise in _NOISE)
+
+
+def run_command(command: str, main: Callable[[Sequence[str]], int], argv: Sequence[str]) -> NoReturn:
+  """absl's app.run, with flag errors and user errors mapped to one line and exit 2."""
+
+  def parse_flags(args: list[str]) -> list[str]:
+    try:
+      return flags.FLAGS(args)
+    except flags.Error as e:
+      usage_error(command, e)
+
+  def guarded_main(args: Sequence[str]) -> int:
+    logging.get_absl_handler().addFilter(_QuietFilter())
+    try:
+      return main(args)
+    except USER_ERRORS as e:
+      usage_error(command, e)
+
+  app.run(guarded_main, argv=list(argv), flags_parser=parse_flags)
+  raise AssertionError("app.run returned")  # app.run always exits.

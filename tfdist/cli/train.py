@@ -1,0 +1,135 @@
+"""`tfdist train`: the same command on a laptop and on every task of a cluster."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+from absl import app, flags, logging
+
+from tfdist.cli import config as config_lib
+from tfdist.cli.errors import EXIT_OK, run_command
+from tfdist.cluster import TaskConfig, TaskId, load_spec_file, tf_config
+
+_CONFIG = flags.DEFINE_string("config", None, "YAML experiment file (configs/experiments/...).")
+_PARAMS_OVERRIDE = flags.DEFINE_string(
+    "params_override", "", "Comma-separated section.key=value, e.g. "
+    "'train.epochs=3,data.global_batch_size=128'; wins over --config.")
+_CLUSTER_SPEC = flags.DEFINE_string(
+    "cluster_spec", None, "Cluster spec file; with --task it sets this process's TF_CONFIG.")
+_TASK = flags.DEFINE_string("task", None, "This process's task in --cluster_spec, TYPE:INDEX.")
+_INTRA_OP_THREADS = flags.DEFINE_integer(
+    "intra_op_threads", 0, "Threads inside one op (0: TensorFlow's default).", lower_bound=0)
+_INTER_OP_THREADS = flags.DEFINE_integer(
+    "inter_op_threads", 0, "Ops run at once (0: TensorFlow's default).", lower_bound=0)
+
+# Flags that set one config field; given on the command line, they win over everything.
+_FIELD_FLAGS = {
+    "strategy": ("strategy.name", flags.DEFINE_string(
+        "strategy", None, "auto|one_device|mirrored|multi_worker_mirrored|parameter_server")),
+    "cpu_replicas": ("strategy.cpu_replicas", flags.DEFINE_integer(
+        "cpu_replicas", None, "Split the CPU into N logical devices (mirrored, no GPU).")),
+    "cross_device_ops": ("strategy.cross_device_ops", flags.DEFINE_string(
+        "cross_device_ops", None, "MirroredStrategy all-reduce: auto|nccl|hierarchical_copy|"
+        "reduction_to_one_device")),
+    "communication": ("strategy.communication", flags.DEFINE_string(
+        "communication", None, "MultiWorkerMirroredStrategy collectives: auto|ring|nccl")),
+    "startup_timeout": ("strategy.startup_timeout_s", flags.DEFINE_float(
+        "startup_timeout", None, "Seconds a multi-worker start may wait for its peers.")),
+    "model": ("model.name", flags.DEFINE_string(
+        "model", None, "Registry name (cnn, mlp) or package.module:function.")),
+    "dataset": ("data.dataset", flags.DEFINE_string(
+        "dataset", None, "mnist5k (embedded, offline) or tfds:NAME[:SPLIT].")),
+    "data_dir": ("data.data_dir", flags.DEFINE_string("data_dir", None, "TFDS data dir.")),
+    "download": ("data.download", flags.DEFINE_boolean(
+        "download", None, "Let TFDS download a tfds: dataset that is not prepared.")),
+    "global_batch_size": ("data.global_batch_size", flags.DEFINE_integer(
+        "global_batch_size", None, "Examples per step over all replicas.")),
+    "epochs": ("train.epochs", flags.DEFINE_integer("epochs", None, "Epochs to train.")),
+    "steps_per_epoch": ("train.steps_per_epoch", flags.DEFINE_integer(
+        "steps_per_epoch", None, "Steps per epoch (default: one pass over the train split).")),
+    "learning_rate": ("train.learning_rate", flags.DEFINE_float(
+        "learning_rate", None, "Adam learning rate for uncompiled models.")),
+    "seed": ("train.seed", flags.DEFINE_integer("seed", None, "Random seed.")),
+    "model_dir": ("train.model_dir", flags.DEFINE_string(
+        "model_dir", None, "Checkpoints, backups, TensorBoard, export, metrics.json.")),
+    "loop": ("train.loop", flags.DEFINE_string("loop", None, "fit (model.fit).")),
+    "backup_every_steps": ("train.backup_every_steps", flags.DEFINE_integer(
+        "backup_every_steps", None, "Back up training state every N steps (0: each epoch).")),
+    "steps_per_execution": ("train.steps_per_execution", flags.DEFINE_integer(
+        "steps_per_execution", None, "Train steps per tf.function call in fit.")),
+}
+
+
+def experiment_config() -> config_lib.ExperimentConfig:
+  """Defaults < --config < --params_override < flags given on the command line."""
+  layers = []
+  if _CONFIG.value:
+    layers.append(config_lib.read_yaml(_CONFIG.value))
+  layers.append(config_lib.parse_overrides(_PARAMS_OVERRIDE.value))
+  given: dict[str, dict] = {}
+  for flag_name, (path, holder) in _FIELD_FLAGS.items():
+    if flags.FLAGS[flag_name].present:
+      section, key = path.split(".")
+      given.setdefault(section, {})[key] = holder.value
+  layers.append(given)
+  return config_lib.build(*layers)
+
+
+def cluster_from_flags() -> Optional[TaskConfig]:
+  """--cluster_spec + --task (which also set TF_CONFIG), else TF_CONFIG, else None."""
+  if _TASK.value and not _CLUSTER_SPEC.value:
+    raise app.UsageError("--task needs --cluster_spec (or set TF_CONFIG instead)")
+  if _CLUSTER_SPEC.value:
+    if not _TASK.value:
+      raise app.UsageError("--cluster_spec needs --task=TYPE:INDEX, e.g. --task=worker:0")
+    spec = load_spec_file(_CLUSTER_SPEC.value)
+    os.environ[tf_config.ENV_VAR] = tf_config.emit(spec, TaskId.parse(_TASK.value))
+  return tf_config.from_environment()
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
+  from tfdist.cli.main import PROCESS_START  # pylint: disable=import-outside-toplevel
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.INFO)
+  config = experiment_config()
+  task_config = cluster_from_flags()
+
+  # TensorFlow is imported only now: a bad flag or config fails in well under a second.
+  from tfdist.strategy import devices, factory  # pylint: disable=import-outside-toplevel
+  from tfdist.data import load_source  # pylint: disable=import-outside-toplevel
+  from tfdist.models import resolve  # pylint: disable=import-outside-toplevel
+  from tfdist.train import train_with_fit  # pylint: disable=import-outside-toplevel
+
+  choice = factory.decide(config.strategy, task_config)
+  devices.configure_host(cpu_replicas=config.strategy.cpu_replicas,
+                         intra_op_threads=_INTRA_OP_THREADS.value,
+                         inter_op_threads=_INTER_OP_THREADS.value)
+  model_fn = resolve(config.model.name)
+  source = load_source(config.data)
+  strategy = factory.make_strategy(config.strategy, task_config, choice)
+  is_chief = task_config is None or task_config.is_chief
+  _, metrics = train_with_fit(
+      strategy=strategy, source=source, model_fn=model_fn, options=config.train,
+      global_batch_size=config.data.global_batch_size, is_chief=is_chief,
+      num_workers=task_config.cluster.num_workers if task_config else 1,
+      started=PROCESS_START)
+  if is_chief:
+    print(summary_line(config, metrics), flush=True)
+  return EXIT_OK
+
+
+def summary_line(config: config_lib.ExperimentConfig, metrics: dict) -> str:
+  rate = metrics["examples_per_sec"]
+  return (f"tfdist: trained {config.model.name} on {metrics['dataset']} with {metrics['strategy']} "
+          f"({metrics['num_workers']} worker(s), {metrics['num_replicas']} replica(s)): "
+          f"{metrics['epochs_completed']} epochs, train_loss {metrics['train_loss']:.4f}, "
+          f"eval_accuracy {metrics['eval_accuracy']:.4f}, "
+          f"{rate:,.0f} examples/s, {metrics['wall_seconds']:.1f} s; "
+          f"metrics in {os.path.join(metrics['model_dir'], 'metrics.json')}")
+
+
+def run(argv: Sequence[str]) -> None:
+  run_command("train", main, argv)

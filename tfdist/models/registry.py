@@ -1,0 +1,107 @@
+"""Models by name for the CLI, and a user's `package.module:function`.
+
+A model function takes `input_shape` and `num_classes` (both optional for a
+user's function) and returns a Keras model, compiled or not. Built models
+output logits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from typing import Callable, Sequence
+
+import tf_keras as keras
+
+ModelFn = Callable[..., keras.Model]
+
+
+class ModelError(ValueError):
+  """The model name or user function is invalid; the message names `--model`."""
+
+
+def cnn(input_shape: Sequence[int], num_classes: int) -> keras.Model:
+  """Two conv blocks and a dense head (the TF tutorials' MNIST CNN, slightly wider)."""
+  return keras.Sequential([
+      keras.layers.InputLayer(input_shape=tuple(input_shape)),
+      keras.layers.Conv2D(32, 3, activation="relu"),
+      keras.layers.MaxPooling2D(),
+      keras.layers.Conv2D(64, 3, activation="relu"),
+      keras.layers.MaxPooling2D(),
+      keras.layers.Flatten(),
+      keras.layers.Dropout(0.25),
+      keras.layers.Dense(128, activation="relu"),
+      keras.layers.Dense(num_classes),
+  ], name="cnn")
+
+
+def mlp(input_shape: Sequence[int], num_classes: int) -> keras.Model:
+  """Two hidden layers of 256 units."""
+  return keras.Sequential([
+      keras.layers.InputLayer(input_shape=tuple(input_shape)),
+      keras.layers.Flatten(),
+      keras.layers.Dense(256, activation="relu"),
+      keras.layers.Dense(256, activation="relu"),
+      keras.layers.Dense(num_classes),
+  ], name="mlp")
+
+
+REGISTRY: dict[str, ModelFn] = {"cnn": cnn, "mlp": mlp}
+
+
+def resolve(name: str) -> ModelFn:
+  """A registry name, or `package.module:function` importable from sys.path.
+
+  Example:
+    build = resolve("my_models.vision:small_resnet")
+    model = build(input_shape=(28, 28, 1), num_classes=10)
+
+  Raises:
+    ModelError: unknown name, unimportable module, missing or non-callable function.
+  """
+  if ":" not in name:
+    if name not in REGISTRY:
+      raise ModelError(f"`model.name` ({name!r}) must be one of {', '.join(REGISTRY)} "
+                       "or package.module:function")
+    return REGISTRY[name]
+  module_name, _, attr = name.partition(":")
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise ModelError(f"`model.name` ({name!r}): cannot import {module_name!r} ({e})") from None
+  fn = getattr(module, attr, None)
+  if not callable(fn):
+    raise ModelError(f"`model.name` ({name!r}): {module_name} has no function {attr!r}")
+  return _with_known_arguments(fn)
+
+
+def _with_known_arguments(fn: Callable) -> ModelFn:
+  """Calls `fn` with only the arguments it declares (input_shape, num_classes)."""
+  params = inspect.signature(fn).parameters
+  takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+  def build(input_shape: Sequence[int], num_classes: int) -> keras.Model:
+    given = {"input_shape": tuple(input_shape), "num_classes": num_classes}
+    model = fn(**{k: v for k, v in given.items() if takes_all or k in params})
+    if not isinstance(model, keras.Model):
+      raise ModelError(
+          f"`model.name`: {fn.__module__}:{fn.__name__} returned {type(model).__name__}, "
+          "expected a Keras model (tf_keras / tf.keras with TF_USE_LEGACY_KERAS=1)")
+    return model
+
+  return build
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+  """Attributes:
+    name: a registry name (cnn, mlp) or `package.module:function`.
+  """
+
+  name: str = "cnn"
+
+  def __post_init__(self):
+    if ":" not in self.name and self.name not in REGISTRY:
+      raise ModelError(f"`model.name` ({self.name!r}) must be one of {', '.join(REGISTRY)} "
+                       "or package.module:function")

@@ -1,0 +1,60 @@
+"""Strategy options, checked once when built."""
+
+from __future__ import annotations
+
+import dataclasses
+
+AUTO = "auto"
+ONE_DEVICE = "one_device"
+MIRRORED = "mirrored"
+MULTI_WORKER_MIRRORED = "multi_worker_mirrored"
+PARAMETER_SERVER = "parameter_server"
+STRATEGY_NAMES = (AUTO, ONE_DEVICE, MIRRORED, MULTI_WORKER_MIRRORED, PARAMETER_SERVER)
+
+CROSS_DEVICE_OPS = ("auto", "nccl", "hierarchical_copy", "reduction_to_one_device")
+COMMUNICATIONS = ("auto", "ring", "nccl")
+
+
+class StrategyError(ValueError):
+  """The requested strategy cannot run here; the message names the option."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyOptions:
+  """How to build the strategy.
+
+  Attributes:
+    name: one of STRATEGY_NAMES; `auto` decides from the cluster (see choice.py).
+    cpu_replicas: split the CPU into this many logical devices (0: leave it whole).
+      Only used by `mirrored` when there is no GPU.
+    cross_device_ops: all-reduce for MirroredStrategy.
+    communication: collective implementation for MultiWorkerMirroredStrategy.
+    startup_timeout_s: how long a multi-worker start may wait for its peers.
+    bytes_per_pack: MWMS gradient packing (0: TF's default, no packing).
+  """
+
+  name: str = AUTO
+  cpu_replicas: int = 0
+  cross_device_ops: str = "auto"
+  communication: str = "auto"
+  startup_timeout_s: float = 60.0
+  bytes_per_pack: int = 0
+
+  def __post_init__(self):
+    _check_choice("strategy.name", self.name, STRATEGY_NAMES)
+    _check_choice("strategy.cross_device_ops", self.cross_device_ops, CROSS_DEVICE_OPS)
+    _check_choice("strategy.communication", self.communication, COMMUNICATIONS)
+    if not isinstance(self.cpu_replicas, int) or self.cpu_replicas < 0:
+      raise StrategyError(
+          f"`strategy.cpu_replicas` ({self.cpu_replicas!r}) must be a non-negative integer")
+    if not self.startup_timeout_s > 0:
+      raise StrategyError(
+          f"`strategy.startup_timeout_s` ({self.startup_timeout_s!r}) must be positive")
+    if not isinstance(self.bytes_per_pack, int) or self.bytes_per_pack < 0:
+      raise StrategyError(
+          f"`strategy.bytes_per_pack` ({self.bytes_per_pack!r}) must be a non-negative integer")
+
+
+def _check_choice(field: str, value: str, allowed: tuple[str, ...]) -> None:
+  if value not in allowed:
+    raise StrategyError(f"`{field}` ({value!r}) must be one of {', '.join(allowed)}")

@@ -1,0 +1,70 @@
+"""Callbacks tfdist adds to every run: speed, resume point, start-up deadline."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+import tf_keras as keras
+from absl import logging
+
+
+class RunMeter(keras.callbacks.Callback):
+  """Measures examples/s per epoch and notices where a restored run resumed.
+
+  BackupAndRestore restores before the first epoch begins, so the first epoch
+  and step this callback sees are the resume point.
+  """
+
+  def __init__(self, global_batch_size: int, on_first_step: Optional[Callable[[], None]] = None):
+    super().__init__()
+    self.global_batch_size = global_batch_size
+    self.on_first_step = on_first_step
+    self.resumed_from: Optional[dict] = None
+    self.epoch_rates: list[float] = []
+    self.epochs_completed = 0
+    self.first_step_seconds: Optional[float] = None
+    self._train_start = 0.0
+    self._first_seen = False
+    self._epoch_start = 0.0
+    self._epoch_first_step: Optional[int] = None
+    self._last_step = -1
+
+  def on_train_begin(self, logs=None):
+    self._train_start = time.perf_counter()
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+    self._epoch_first_step = None
+    self._epoch_start = time.perf_counter()
+
+  def on_train_batch_begin(self, batch, logs=None):
+    if self._epoch_first_step is None:
+      self._epoch_first_step = batch
+      self._epoch_start = time.perf_counter()
+    if not self._first_seen:
+      self._first_seen = True
+      if self._epoch or batch:
+        self.resumed_from = {"epoch": int(self._epoch), "step": int(batch)}
+        logging.info("Resumed from backup at epoch %d, step %d (not from the start)",
+                     self._epoch + 1, batch)
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._last_step = batch
+    if self.first_step_seconds is None:
+      self.first_step_seconds = time.perf_counter() - self._train_start
+      if self.on_first_step:
+        self.on_first_step()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.epochs_completed = epoch + 1
+    steps = self._last_step - (self._epoch_first_step or 0) + 1
+    seconds = time.perf_counter() - self._epoch_start
+    if steps > 0 and seconds > 0:
+      self.epoch_rates.append(steps * self.global_batch_size / seconds)
+
+  @property
+  def examples_per_sec(self) -> Optional[float]:
+    """Mean over epochs after the first (which pays for tracing), or the only epoch."""
+    rates = self.epoch_rates[1:] or self.epoch_rates
+    return sum(rates) / len(rates) if rates else None

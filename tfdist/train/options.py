@@ -1,0 +1,58 @@
+"""Training options, checked once when built."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+LOOPS = ("fit", "custom")
+
+
+class TrainOptionsError(ValueError):
+  """A training option is invalid; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+  """Attributes:
+    model_dir: checkpoints, backups, TensorBoard logs, the exported model, metrics.json.
+    epochs: passes of `steps_per_epoch` steps.
+    steps_per_epoch: None: one pass over the train split at the global batch.
+    learning_rate: Adam's learning rate, for models that come uncompiled.
+    seed: seeds Python, NumPy, TensorFlow and the input shuffle; None: unseeded.
+    loop: `fit` (Keras model.fit) or `custom` (tfdist's custom loop).
+    backup_every_steps: BackupAndRestore interval in steps (0: at epoch ends).
+    steps_per_execution: train steps per tf.function call in `fit`.
+    export: save the trained model (SavedModel) under model_dir/export.
+  """
+
+  model_dir: str = "/tmp/tfdist/mnist5k"
+  epochs: int = 10
+  steps_per_epoch: Optional[int] = None
+  learning_rate: float = 1e-3
+  seed: Optional[int] = 42
+  loop: str = "fit"
+  backup_every_steps: int = 50
+  steps_per_execution: int = 1
+  export: bool = True
+
+  def __post_init__(self):
+    _positive_int("train.epochs", self.epochs)
+    if self.steps_per_epoch is not None:
+      _positive_int("train.steps_per_epoch", self.steps_per_epoch)
+    _positive_int("train.steps_per_execution", self.steps_per_execution)
+    if not isinstance(self.backup_every_steps, int) or self.backup_every_steps < 0:
+      raise TrainOptionsError(
+          f"`train.backup_every_steps` ({self.backup_every_steps!r}) must be an integer >= 0")
+    if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
+      raise TrainOptionsError(
+          f"`train.learning_rate` ({self.learning_rate!r}) must be a positive number")
+    if self.loop not in LOOPS:
+      raise TrainOptionsError(f"`train.loop` ({self.loop!r}) must be one of {', '.join(LOOPS)}")
+    if not self.model_dir or not isinstance(self.model_dir, str):
+      raise TrainOptionsError(f"`train.model_dir` ({self.model_dir!r}) must be a path")
+
+
+def _positive_int(field: str, value) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise TrainOptionsError(f"`{field}` ({value!r}) must be a positive integer")

@@ -1,0 +1,76 @@
+"""The model dir: where each output goes, and who writes it.
+
+Only the chief writes into `model_dir`. Under MultiWorkerMirroredStrategy every
+worker must still take part in saving; the others write into a temporary dir
+that is removed once written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+CHECKPOINTS = "checkpoints"
+BACKUP = "backup"
+TENSORBOARD = "tensorboard"
+EXPORT = "export"
+METRICS = "metrics.json"
+
+
+class ModelDir:
+  """Paths inside one run's model dir."""
+
+  def __init__(self, root: str, is_chief: bool = True):
+    self.root = os.path.abspath(root)
+    self.is_chief = is_chief
+
+  def path(self, name: str) -> str:
+    return os.path.join(self.root, name)
+
+  @property
+  def checkpoints(self) -> str:
+    return self.path(CHECKPOINTS)
+
+  @property
+  def backup(self) -> str:
+    # Every worker restores from the same backup dir; tf_keras gives non-chiefs temp copies.
+    return self.path(BACKUP)
+
+  @property
+  def tensorboard(self) -> str:
+    return self.path(TENSORBOARD)
+
+  @property
+  def export(self) -> str:
+    return self.path(EXPORT)
+
+  @contextlib.contextmanager
+  def write_dir(self, name: str) -> Iterator[str]:
+    """The dir this task writes `name` into: the real one on the chief, else a temp dir removed after."""
+    if self.is_chief:
+      path = self.path(name)
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      yield path
+      return
+    tmp = tempfile.mkdtemp(prefix=f"tfdist-{name}-")
+    try:
+      yield os.path.join(tmp, name)
+    finally:
+      shutil.rmtree(tmp, ignore_errors=True)
+
+  def write_metrics(self, metrics: dict) -> str:
+    """Writes metrics.json atomically (chief only); returns its path."""
+    path = self.path(METRICS)
+    if not self.is_chief:
+      return path
+    os.makedirs(self.root, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump(metrics, f, indent=2, sort_keys=True)
+      f.write("\n")
+    os.replace(tmp, path)
+    return path
