@@ -125,8 +125,11 @@ def _coerce(field: str, value: Any, hint: Any) -> Any:
       return None
     raise ConfigError(f"`{field}`: must not be empty")
   base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
-  if base is float and isinstance(value, int) and not isinstance(value, bool):
-    return float(value)
+  if base is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+    try:
+      return float(value)  # YAML 1.1 reads `1e-3` as a string.
+    except ValueError:
+      pass
   if base is int and isinstance(value, bool) or not isinstance(value, base):
     raise ConfigError(f"`{field}` ({value!r}) must be {_type_name(base)}"
                       f"{' or null' if optional else ''}")

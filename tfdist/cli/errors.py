@@ -6,9 +6,12 @@ stderr naming the field; 1 a failure while running.
 
 from __future__ import annotations
 
+import contextlib
 import logging as std_logging
+import os
 import sys
-from typing import Callable, NoReturn, Sequence
+import tempfile
+from typing import Callable, Iterator, NoReturn, Sequence
 
 from absl import app, flags, logging
 
@@ -38,6 +41,29 @@ def usage_error(command: str, message: str) -> NoReturn:
   first_line = str(message).strip().splitlines()[0] if str(message).strip() else "invalid input"
   print(f"tfdist {command}: error: {first_line}", file=sys.stderr, flush=True)
   sys.exit(EXIT_USAGE)
+
+
+@contextlib.contextmanager
+def native_stderr_to_log() -> Iterator[None]:
+  """Holds back what native code writes to stderr meanwhile; logs it at DEBUG after.
+
+  TensorFlow's C++ start-up lines (oneDNN, CUDA probing) ignore
+  TF_CPP_MIN_LOG_LEVEL; a user error must still be the only line on stderr.
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      held.seek(0)
+      text = held.read().decode(errors="replace").strip()
+      if text:
+        logging.debug("native start-up output:\n%s", text)
 
 
 class _QuietFilter(std_logging.Filter):

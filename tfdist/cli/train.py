@@ -8,8 +8,9 @@ from typing import Optional, Sequence
 from absl import app, flags, logging
 
 from tfdist.cli import config as config_lib
-from tfdist.cli.errors import EXIT_OK, run_command
+from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
 from tfdist.cluster import TaskConfig, TaskId, load_spec_file, tf_config
+from tfdist.data import per_replica_batch_size
 
 _CONFIG = flags.DEFINE_string("config", None, "YAML experiment file (configs/experiments/...).")
 _PARAMS_OVERRIDE = flags.DEFINE_string(
@@ -92,23 +93,27 @@ def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
   from tfdist.cli.main import PROCESS_START  # pylint: disable=import-outside-toplevel
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.INFO)
   config = experiment_config()
   task_config = cluster_from_flags()
 
-  # TensorFlow is imported only now: a bad flag or config fails in well under a second.
-  from tfdist.strategy import devices, factory  # pylint: disable=import-outside-toplevel
-  from tfdist.data import load_source  # pylint: disable=import-outside-toplevel
-  from tfdist.models import resolve  # pylint: disable=import-outside-toplevel
-  from tfdist.train import train_with_fit  # pylint: disable=import-outside-toplevel
+  # TensorFlow is imported only now, so a bad flag fails in well under a second; every
+  # check that needs it runs before anything is logged or written.
+  with native_stderr_to_log():
+    from tfdist.data import load_source  # pylint: disable=import-outside-toplevel
+    from tfdist.models import resolve  # pylint: disable=import-outside-toplevel
+    from tfdist.strategy import devices, factory  # pylint: disable=import-outside-toplevel
+    from tfdist.train import train_with_fit  # pylint: disable=import-outside-toplevel
+    choice = factory.decide(config.strategy, task_config)
+    devices.configure_host(cpu_replicas=config.strategy.cpu_replicas,
+                           intra_op_threads=_INTRA_OP_THREADS.value,
+                           inter_op_threads=_INTER_OP_THREADS.value)
+    model_fn = resolve(config.model.name)
+    source = load_source(config.data)
+    per_replica_batch_size(config.data.global_batch_size,
+                           factory.expected_replicas(choice, config.strategy, task_config))
 
-  choice = factory.decide(config.strategy, task_config)
-  devices.configure_host(cpu_replicas=config.strategy.cpu_replicas,
-                         intra_op_threads=_INTRA_OP_THREADS.value,
-                         inter_op_threads=_INTER_OP_THREADS.value)
-  model_fn = resolve(config.model.name)
-  source = load_source(config.data)
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.INFO)
   strategy = factory.make_strategy(config.strategy, task_config, choice)
   is_chief = task_config is None or task_config.is_chief
   _, metrics = train_with_fit(

@@ -1,8 +1,16 @@
-"""How input is split: global vs per-replica batch, sharding, TFDS sources."""
+"""How input is split: global vs per-replica batch, sharding, TFDS sources.
 
+Options, errors and batch math import no TensorFlow; the TFDS sources load on
+first use (`tfdist.data.load_source`), so a bad flag is reported at once.
+"""
+
+from tfdist import _lazy
 from tfdist.data.batching import BatchError, ShardPolicy, choose_shard_policy, per_replica_batch_size
-from tfdist.data.mnist5k import DataSourceError
-from tfdist.data.sources import DataOptions, DatasetSource, InputFn, load_source
+from tfdist.data.options import DataOptions, DataSourceError
 
-__all__ = ["BatchError", "DataOptions", "DataSourceError", "DatasetSource", "InputFn",
-           "ShardPolicy", "choose_shard_policy", "load_source", "per_replica_batch_size"]
+_LAZY = {"DatasetSource": "sources", "InputFn": "sources", "load_source": "sources"}
+
+__all__ = ["BatchError", "DataOptions", "DataSourceError", "ShardPolicy", "choose_shard_policy",
+           "per_replica_batch_size", *_LAZY]
+
+__getattr__ = _lazy.attributes(__name__, _LAZY)

@@ -19,14 +19,10 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-NAME = "mnist5k"
+from tfdist.data.options import MNIST5K as NAME, DataSourceError
 NUM_SHARDS = 8
 _TRAIN_PER_DIGIT = 400
 _SPLIT_SEED = 20261127
-
-
-class DataSourceError(ValueError):
-  """The dataset cannot be found or loaded; the message says what is missing."""
 
 
 def csv_path() -> str:

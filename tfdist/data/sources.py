@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Optional
 
 import tensorflow as tf
@@ -11,40 +10,11 @@ from absl import logging
 
 from tfdist.data import mnist5k
 from tfdist.data.batching import DATA, FILE, choose_shard_policy, per_replica_batch_size
-from tfdist.data.mnist5k import DataSourceError
+from tfdist.data.options import TFDS_PREFIX, DataOptions, DataSourceError
 
-_TFDS_PREFIX = "tfds:"
 _EVAL_SPLITS = ("test", "validation")
 
 InputFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
-
-
-@dataclasses.dataclass(frozen=True)
-class DataOptions:
-  """Attributes:
-    dataset: `mnist5k`, or `tfds:NAME[:TRAIN_SPLIT]` for a prepared TFDS dataset.
-    data_dir: TFDS data dir (None: TFDS's default, ~/tensorflow_datasets).
-    global_batch_size: examples per step over all replicas.
-    download: let TFDS download a `tfds:` dataset that is not prepared yet.
-    shuffle_buffer: examples in each pipeline's shuffle buffer.
-  """
-
-  dataset: str = mnist5k.NAME
-  data_dir: Optional[str] = None
-  global_batch_size: int = 64
-  download: bool = False
-  shuffle_buffer: int = 10_000
-
-  def __post_init__(self):
-    if not isinstance(self.global_batch_size, int) or self.global_batch_size < 1:
-      raise DataSourceError(
-          f"`data.global_batch_size` ({self.global_batch_size!r}) must be a positive integer")
-    if not isinstance(self.shuffle_buffer, int) or self.shuffle_buffer < 1:
-      raise DataSourceError(
-          f"`data.shuffle_buffer` ({self.shuffle_buffer!r}) must be a positive integer")
-    if self.dataset != mnist5k.NAME and not self.dataset.startswith(_TFDS_PREFIX):
-      raise DataSourceError(
-          f"`data.dataset` ({self.dataset!r}) must be {mnist5k.NAME} or tfds:NAME[:SPLIT]")
 
 
 def _to_float(image, label):
@@ -154,7 +124,7 @@ def load_source(options: DataOptions) -> DatasetSource:
   """
   if options.dataset == mnist5k.NAME:
     return DatasetSource(mnist5k.builder(options.data_dir), shuffle_buffer=options.shuffle_buffer)
-  name, _, split = options.dataset[len(_TFDS_PREFIX):].partition(":")
+  name, _, split = options.dataset[len(TFDS_PREFIX):].partition(":")
   try:
     builder = tfds.builder(name, data_dir=options.data_dir)
   except tfds.core.registered.DatasetNotFoundError:

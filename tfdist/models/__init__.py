@@ -1,5 +1,13 @@
-"""The model registry for the CLI, and loading a user's `module:function`."""
+"""The model registry for the CLI, and loading a user's `module:function`.
 
-from tfdist.models.registry import REGISTRY, ModelError, ModelFn, ModelOptions, resolve
+Options and errors import no TensorFlow; the registry loads on first use.
+"""
 
-__all__ = ["REGISTRY", "ModelError", "ModelFn", "ModelOptions", "resolve"]
+from tfdist import _lazy
+from tfdist.models.options import BUILTIN_MODELS, ModelError, ModelOptions
+
+_LAZY = {"REGISTRY": "registry", "ModelFn": "registry", "resolve": "registry"}
+
+__all__ = ["BUILTIN_MODELS", "ModelError", "ModelOptions", *_LAZY]
+
+__getattr__ = _lazy.attributes(__name__, _LAZY)

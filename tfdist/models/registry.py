@@ -7,18 +7,15 @@ output logits.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
 from typing import Callable, Sequence
 
 import tf_keras as keras
 
+from tfdist.models.options import BUILTIN_MODELS, ModelError, check_name
+
 ModelFn = Callable[..., keras.Model]
-
-
-class ModelError(ValueError):
-  """The model name or user function is invalid; the message names `--model`."""
 
 
 def cnn(input_shape: Sequence[int], num_classes: int) -> keras.Model:
@@ -48,6 +45,7 @@ def mlp(input_shape: Sequence[int], num_classes: int) -> keras.Model:
 
 
 REGISTRY: dict[str, ModelFn] = {"cnn": cnn, "mlp": mlp}
+assert tuple(REGISTRY) == BUILTIN_MODELS
 
 
 def resolve(name: str) -> ModelFn:
@@ -60,10 +58,8 @@ def resolve(name: str) -> ModelFn:
   Raises:
     ModelError: unknown name, unimportable module, missing or non-callable function.
   """
+  check_name(name)
   if ":" not in name:
-    if name not in REGISTRY:
-      raise ModelError(f"`model.name` ({name!r}) must be one of {', '.join(REGISTRY)} "
-                       "or package.module:function")
     return REGISTRY[name]
   module_name, _, attr = name.partition(":")
   try:
@@ -92,16 +88,3 @@ def _with_known_arguments(fn: Callable) -> ModelFn:
 
   return build
 
-
-@dataclasses.dataclass(frozen=True)
-class ModelOptions:
-  """Attributes:
-    name: a registry name (cnn, mlp) or `package.module:function`.
-  """
-
-  name: str = "cnn"
-
-  def __post_init__(self):
-    if ":" not in self.name and self.name not in REGISTRY:
-      raise ModelError(f"`model.name` ({self.name!r}) must be one of {', '.join(REGISTRY)} "
-                       "or package.module:function")

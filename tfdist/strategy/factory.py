@@ -30,6 +30,17 @@ def decide(options: StrategyOptions, config: Optional[TaskConfig]) -> StrategyCh
   return choose(options, config, devices.num_gpus())
 
 
+def expected_replicas(choice: StrategyChoice, options: StrategyOptions,
+                      config: Optional[TaskConfig]) -> int:
+  """How many replicas the chosen strategy will have, known before building it."""
+  if choice.name == ONE_DEVICE:
+    return 1
+  if choice.name == MIRRORED:
+    return len(devices.local_devices(options.cpu_replicas))
+  workers = config.cluster.num_workers if config else 1
+  return workers * max(devices.num_gpus(), 1)
+
+
 def make_strategy(options: StrategyOptions, config: Optional[TaskConfig],
                   choice: Optional[StrategyChoice] = None) -> tf.distribute.Strategy:
   """Builds the strategy for this process and logs why it was chosen.

@@ -1,8 +1,14 @@
-"""Training: Keras fit integration, callbacks, outputs (checkpoints, exports, metrics.json)."""
+"""Training: Keras fit integration, callbacks, outputs (checkpoints, exports, metrics.json).
 
-from tfdist.train.fit import compile_if_needed, train_with_fit
+Options and the model-dir layout import no TensorFlow; the trainers load on first use.
+"""
+
+from tfdist import _lazy
 from tfdist.train.options import LOOPS, TrainOptions, TrainOptionsError
 from tfdist.train.outputs import ModelDir
 
-__all__ = ["LOOPS", "ModelDir", "TrainOptions", "TrainOptionsError", "compile_if_needed",
-           "train_with_fit"]
+_LAZY = {"compile_if_needed": "fit", "train_with_fit": "fit"}
+
+__all__ = ["LOOPS", "ModelDir", "TrainOptions", "TrainOptionsError", *_LAZY]
+
+__getattr__ = _lazy.attributes(__name__, _LAZY)

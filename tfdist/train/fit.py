@@ -72,6 +72,7 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
   ]
   history = model.fit(data, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
                       callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+  model_dir.remove_backup()
 
   eval_accuracy, eval_examples = (evaluate.accuracy(model, source.eval_dataset(256))
                                   if is_chief else (None, 0))

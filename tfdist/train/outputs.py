@@ -48,6 +48,11 @@ class ModelDir:
   def export(self) -> str:
     return self.path(EXPORT)
 
+  def remove_backup(self) -> None:
+    """A finished run needs no backup (BackupAndRestore leaves its empty dir)."""
+    if self.is_chief:
+      shutil.rmtree(self.backup, ignore_errors=True)
+
   @contextlib.contextmanager
   def write_dir(self, name: str) -> Iterator[str]:
     """The dir this task writes `name` into: the real one on the chief, else a temp dir removed after."""

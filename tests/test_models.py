@@ -1,0 +1,61 @@
+"""The model registry and users' `module:function` models."""
+
+import sys
+import textwrap
+
+import pytest
+
+from tfdist.models import ModelError, ModelOptions, resolve
+
+
+def test_registry_models_build_and_output_logits():
+  for name in ("cnn", "mlp"):
+    model = resolve(name)((28, 28, 1), 10)
+    assert model.output_shape == (None, 10)
+    assert model.layers[-1].activation.__name__ == "linear"
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+  (tmp_path / "my_models.py").write_text(textwrap.dedent("""
+      import tensorflow as tf
+      def tiny(input_shape, num_classes):
+          return tf.keras.Sequential([tf.keras.layers.Flatten(input_shape=input_shape),
+                                      tf.keras.layers.Dense(num_classes)])
+      def no_args():
+          return tf.keras.Sequential([tf.keras.layers.Flatten(input_shape=(28, 28, 1)),
+                                      tf.keras.layers.Dense(10, activation="softmax")])
+      def not_a_model(**kwargs):
+          return 42
+      VALUE = 3
+  """))
+  monkeypatch.syspath_prepend(str(tmp_path))
+  yield "my_models"
+  sys.modules.pop("my_models", None)
+
+
+def test_user_functions_get_the_arguments_they_declare(user_module):
+  assert resolve(f"{user_module}:tiny")((28, 28, 1), 7).output_shape == (None, 7)
+  assert resolve(f"{user_module}:no_args")((28, 28, 1), 10).output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("resnet", r"`model.name` \('resnet'\) must be one of cnn, mlp"),
+    ("no_such_module:f", "cannot import 'no_such_module'"),
+    ("my_models:missing", "has no function 'missing'"),
+    ("my_models:VALUE", "has no function 'VALUE'"),
+])
+def test_bad_model_names(user_module, name, message):
+  with pytest.raises(ModelError, match=message):
+    resolve(name)
+
+
+def test_user_function_must_return_a_keras_model(user_module):
+  with pytest.raises(ModelError, match="returned int, expected a Keras model"):
+    resolve(f"{user_module}:not_a_model")((28, 28, 1), 10)
+
+
+def test_model_options_check_the_name():
+  with pytest.raises(ModelError):
+    ModelOptions(name="vgg")
+  assert ModelOptions(name="pkg.mod:fn").name == "pkg.mod:fn"
