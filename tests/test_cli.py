@@ -132,3 +132,14 @@ def test_config_file_and_override(tmp_path, data_dir):
   assert metrics["epochs_completed"] == 1 and metrics["steps_per_epoch"] == 5
   assert "trained mlp on mnist5k" in result.stdout
   assert not (tmp_path / "ignored").exists()
+
+
+def test_readme_quickstart_is_what_ci_runs():
+  """CI extracts the commands from the README; both must exist and use the project's own files."""
+  import subprocess
+  script = open(os.path.join(REPO, ".ci", "run"), encoding="utf-8").read()
+  body = script[script.index("quickstart() {"):script.index("train_cmd=")]
+  for name, needle in (("train", "tfdist train"), ("test", "pytest")):
+    command = subprocess.run(["bash", "-c", body + f"quickstart {name}"], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert needle in command and "pip install" in command and "-e ." in command.replace("'", "")

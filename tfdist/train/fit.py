@@ -102,7 +102,6 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
       "checkpoint_dir": os.path.join(model_dir.root, CHECKPOINTS),
   }
   model_dir.write_metrics(metrics)
-  logging.info("metrics: %s", metrics)
   return model, metrics
 
 
