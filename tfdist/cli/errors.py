@@ -20,6 +20,7 @@ from tfdist.cluster import ClusterSpecError
 from tfdist.data import BatchError, DataSourceError
 from tfdist.models import ModelError
 from tfdist.strategy import StrategyError
+from tfdist.strategy.startup import StartupError
 from tfdist.train import TrainOptionsError
 
 EXIT_OK = 0
@@ -36,11 +37,15 @@ _NOISE = ("Sharding callback duration", "Found untraced functions",
           "Load dataset info from", "Reusing dataset", "Fields info.")
 
 
-def usage_error(command: str, message: str) -> NoReturn:
-  """Prints `tfdist COMMAND: error: MESSAGE` on one line and exits 2."""
+# Failures whose message says all there is to say: one line, exit 1.
+ONE_LINE_FAILURES = (StartupError,)
+
+
+def usage_error(command: str, message: object, status: int = EXIT_USAGE) -> NoReturn:
+  """Prints `tfdist COMMAND: error: MESSAGE` on one line and exits (2: a user error)."""
   first_line = str(message).strip().splitlines()[0] if str(message).strip() else "invalid input"
   print(f"tfdist {command}: error: {first_line}", file=sys.stderr, flush=True)
-  sys.exit(EXIT_USAGE)
+  sys.exit(status)
 
 
 @contextlib.contextmanager
@@ -88,6 +93,8 @@ def run_command(command: str, main: Callable[[Sequence[str]], int], argv: Sequen
       return main(args)
     except USER_ERRORS as e:
       usage_error(command, e)
+    except ONE_LINE_FAILURES as e:
+      usage_error(command, e, EXIT_FAILURE)
 
   app.run(guarded_main, argv=list(argv), flags_parser=parse_flags)
   raise AssertionError("app.run returned")  # app.run always exits.

@@ -11,6 +11,7 @@ from tfdist.cli import config as config_lib
 from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
 from tfdist.cluster import TaskConfig, TaskId, load_spec_file, tf_config
 from tfdist.data import per_replica_batch_size
+from tfdist.strategy.startup import StartupWatchdog
 
 _CONFIG = flags.DEFINE_string("config", None, "YAML experiment file (configs/experiments/...).")
 _PARAMS_OVERRIDE = flags.DEFINE_string(
@@ -114,13 +115,16 @@ def main(argv: Sequence[str]) -> int:
 
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.INFO)
+  watchdog = None
+  if task_config is not None and len(list(task_config.cluster.tasks())) > 1:
+    watchdog = StartupWatchdog(task_config, config.strategy.startup_timeout_s).arm()
   strategy = factory.make_strategy(config.strategy, task_config, choice)
   is_chief = task_config is None or task_config.is_chief
   _, metrics = train_with_fit(
       strategy=strategy, source=source, model_fn=model_fn, options=config.train,
       global_batch_size=config.data.global_batch_size, is_chief=is_chief,
       num_workers=task_config.cluster.num_workers if task_config else 1,
-      started=PROCESS_START)
+      started=PROCESS_START, on_first_step=watchdog.disarm if watchdog else None)
   if is_chief:
     print(summary_line(config, metrics), flush=True)
   return EXIT_OK

@@ -10,6 +10,7 @@ from absl import logging
 from tfdist.cluster import TaskConfig
 from tfdist.strategy import devices
 from tfdist.strategy.choice import (ROLE_TRAINER, StrategyChoice, choose)
+from tfdist.strategy.startup import grpc_start_failure
 from tfdist.strategy.options import (MIRRORED, MULTI_WORKER_MIRRORED, ONE_DEVICE,
                                      PARAMETER_SERVER, StrategyError, StrategyOptions)
 
@@ -71,7 +72,10 @@ def make_strategy(options: StrategyOptions, config: Optional[TaskConfig],
     comm = tf.distribute.experimental.CommunicationOptions(
         implementation=_COMMUNICATION[options.communication],
         bytes_per_pack=options.bytes_per_pack)
-    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
+    try:
+      return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
+    except tf.errors.OpError as e:
+      raise (config and grpc_start_failure(config, e)) or e
   if choice.name == PARAMETER_SERVER:
     raise StrategyError("parameter-server strategy is built by tfdist.strategy.parameter_server")
   raise AssertionError(choice.name)

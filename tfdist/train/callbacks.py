@@ -45,8 +45,9 @@ class RunMeter(keras.callbacks.Callback):
     if not self._first_seen:
       self._first_seen = True
       if self._epoch or batch:
-        self.resumed_from = {"epoch": int(self._epoch), "step": int(batch)}
-        logging.info("Resumed from backup at epoch %d, step %d (not from the start)",
+        # As Keras prints it: epoch counts from 1; `step` steps of it were already done.
+        self.resumed_from = {"epoch": int(self._epoch) + 1, "step": int(batch)}
+        logging.info("Resumed from backup at epoch %d after step %d (not from the start)",
                      self._epoch + 1, batch)
 
   def on_train_batch_end(self, batch, logs=None):

@@ -16,7 +16,7 @@ from tfdist.models import ModelFn
 from tfdist.train import evaluate
 from tfdist.train.callbacks import RunMeter
 from tfdist.train.options import TrainOptions
-from tfdist.train.outputs import CHECKPOINTS, ModelDir
+from tfdist.train.outputs import CHECKPOINTS, EXPORT, ModelDir
 
 
 def compile_if_needed(model: keras.Model, options: TrainOptions) -> keras.Model:
@@ -74,14 +74,14 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
                       callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
   model_dir.remove_backup()
 
+  if options.export:  # Every worker saves (MWMS may need them all); only the chief keeps it.
+    with model_dir.write_dir(EXPORT) as path:
+      model.save(path)
   eval_accuracy, eval_examples = (evaluate.accuracy(model, source.eval_dataset(256))
                                   if is_chief else (None, 0))
-  if options.export:
-    with model_dir.write_dir("export") as path:
-      model.save(path)
   losses = history.history.get("loss") or [None]
   metrics = {
-      "strategy": type(strategy).__name__,
+      "strategy": strategy_class_name(strategy),
       "num_workers": num_workers,
       "num_replicas": strategy.num_replicas_in_sync,
       "global_batch_size": global_batch_size,
@@ -103,6 +103,16 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
   }
   model_dir.write_metrics(metrics)
   return model, metrics
+
+
+# The public names of strategies whose classes are aliases.
+_PUBLIC_NAMES = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",
+                 "ParameterServerStrategyV2": "ParameterServerStrategy"}
+
+
+def strategy_class_name(strategy: tf.distribute.Strategy) -> str:
+  name = type(strategy).__name__
+  return _PUBLIC_NAMES.get(name, name)
 
 
 def _float(x) -> Optional[float]:

@@ -1,0 +1,36 @@
+"""Run on every task of a cluster: iterate one epoch of the distributed ids, record them.
+
+    python -m tests.cluster_scripts.iterate_ids DATA_DIR OUT_DIR GLOBAL_BATCH
+"""
+
+import json
+import os
+import sys
+
+import tfdist  # noqa: F401
+import tensorflow as tf
+
+from tfdist.cluster import tf_config
+from tfdist.data import DatasetSource
+from tfdist.strategy import StrategyOptions
+from tfdist.strategy.factory import make_strategy
+from tests.cluster_scripts.ids_dataset import ExampleIds
+
+
+def main(data_dir: str, out_dir: str, global_batch: int) -> None:
+  task = tf_config.from_environment()
+  strategy = make_strategy(StrategyOptions(), task)
+  source = DatasetSource(ExampleIds(data_dir=data_dir, file_format="tfrecord"))
+  dataset = strategy.distribute_datasets_from_function(
+      source.train_input_fn(global_batch, seed=3, repeat=False, drop_remainder=False,
+                            preprocess=None))
+  seen = []
+  for ids, _ in dataset:
+    for local in strategy.experimental_local_results(ids):
+      seen.extend(int(i) for i in local.numpy())
+  with open(os.path.join(out_dir, f"ids-{task.task.type}-{task.task.index}.json"), "w") as f:
+    json.dump(seen, f)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -1,0 +1,40 @@
+"""`tfdist launch --cluster_spec=PATH [--restarts=N] [--log_dir=PATH] -- COMMAND ...`"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Sequence
+
+from absl import app, flags
+
+from tfdist.cli.errors import run_command
+from tfdist.cluster import load_spec_file
+from tfdist.launch import Launcher, LaunchOptions
+
+_CLUSTER_SPEC = flags.DEFINE_string("cluster_spec", None, "Cluster spec file to start locally.")
+_RESTARTS = flags.DEFINE_integer(
+    "restarts", 0, "Restarts after a failure: the whole job (MWMS, a lost ps), or a lost "
+    "parameter-server worker alone.", lower_bound=0)
+# --log_dir is absl.logging's own flag (it writes no files unless asked); here it names
+# where the per-task logs go, default /tmp/tfdist/launch-<time>-<pid>.
+_STOP_GRACE = flags.DEFINE_float(
+    "stop_grace", 5.0, "Seconds between SIGTERM and SIGKILL when stopping tasks.", lower_bound=0)
+
+
+def main(argv: Sequence[str]) -> int:
+  command = list(argv[1:])
+  if not _CLUSTER_SPEC.value:
+    raise app.UsageError("--cluster_spec: required, e.g. configs/clusters/local-2workers.yaml")
+  if not command:
+    raise app.UsageError("no command to run; put it after --, e.g. -- tfdist train")
+  spec = load_spec_file(_CLUSTER_SPEC.value)
+  log_dir = flags.FLAGS.log_dir or os.path.join(
+      "/tmp/tfdist", f"launch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+  options = LaunchOptions(restarts=_RESTARTS.value, log_dir=log_dir,
+                          stop_grace_s=_STOP_GRACE.value)
+  return Launcher(spec, command, options).run()
+
+
+def run(argv: Sequence[str]) -> None:
+  run_command("launch", main, argv)

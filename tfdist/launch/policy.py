@@ -1,0 +1,45 @@
+"""What the launcher does when a task exits: pure decision logic.
+
+MultiWorkerMirroredStrategy needs every task: any failure fails the job, and
+a restart brings back all tasks. Under ParameterServerStrategy the chief's
+exit ends the job; a worker may die and training goes on (it is restarted
+alone if restarts are left); a lost ps fails the job.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from tfdist.cluster import CHIEF, EVALUATOR, PS, WORKER, ClusterSpec, TaskId
+
+
+class Action(enum.Enum):
+  WAIT = "wait"                  # nothing to do; the job goes on
+  JOB_DONE = "job_done"          # training finished: stop what still runs (servers), exit 0
+  FAIL_JOB = "fail_job"          # stop every task; restart the job if restarts are left
+  RESTART_TASK = "restart_task"  # start this one task again (a PSS worker)
+
+
+def completion_tasks(spec: ClusterSpec) -> set[TaskId]:
+  """The tasks whose success is the job's success."""
+  if spec.num_ps:
+    return {TaskId(CHIEF, 0)}
+  return {t for t in spec.tasks() if t.type != EVALUATOR}
+
+
+def on_exit(spec: ClusterSpec, task: TaskId, code: int, succeeded: set[TaskId],
+            restarts_left: int) -> Action:
+  """Decides what a task's exit with `code` means, given the tasks that already succeeded."""
+  if task.type == EVALUATOR:
+    return Action.WAIT  # A sidecar: its end, good or bad, never decides the training job.
+  if code != 0:
+    if spec.num_ps and task.type == WORKER:
+      return Action.RESTART_TASK if restarts_left > 0 else Action.WAIT
+    return Action.FAIL_JOB
+  done = succeeded | {task}
+  if completion_tasks(spec) <= done:
+    return Action.JOB_DONE
+  if spec.num_ps and task.type in (WORKER, PS):
+    # PSS servers never end by themselves while the chief trains.
+    return Action.FAIL_JOB
+  return Action.WAIT
