@@ -8,7 +8,7 @@ import os
 import sys
 
 import tfdist  # noqa: F401
-import tensorflow as tf
+from absl import logging
 
 from tfdist.cluster import tf_config
 from tfdist.data import DatasetSource
@@ -18,6 +18,7 @@ from tests.cluster_scripts.ids_dataset import ExampleIds
 
 
 def main(data_dir: str, out_dir: str, global_batch: int) -> None:
+  logging.set_verbosity(logging.INFO)
   task = tf_config.from_environment()
   strategy = make_strategy(StrategyOptions(), task)
   source = DatasetSource(ExampleIds(data_dir=data_dir, file_format="tfrecord"))

@@ -1,0 +1,176 @@
+"""Real MultiWorkerMirroredStrategy clusters on 127.0.0.1, started by `tfdist launch`."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
+
+pytestmark = pytest.mark.cluster
+
+SPECS = os.path.join(REPO, "configs", "clusters")
+
+
+def launch_train(spec, model_dir, log_dir, *train_args, launch_args=(), timeout=400):
+  return run_tfdist("launch", f"--cluster_spec={os.path.join(SPECS, spec)}",
+                    f"--log_dir={log_dir}", *launch_args, "--", "tfdist", "train",
+                    f"--model_dir={model_dir}", *THREAD_FLAGS, *train_args, timeout=timeout)
+
+
+def assert_only_chief_wrote(model_dir):
+  names = set(os.listdir(model_dir))
+  assert names == {"checkpoints", "export", "metrics.json", "tensorboard"}, names
+  for root, dirs, _ in os.walk(model_dir):
+    assert not [d for d in dirs if "workertemp" in d], f"worker temp dir left in {root}"
+
+
+def test_two_workers_reach_the_bar_and_match_mirrored(tmp_path, data_dir):
+  """Same job, same global batch and seed: MWMS on 2 processes vs 2 replicas in 1 process."""
+  mwms_dir, mirrored_dir = tmp_path / "mwms", tmp_path / "mirrored"
+  result = launch_train("local-2workers.yaml", mwms_dir, tmp_path / "logs",
+                        f"--data_dir={data_dir}")
+  assert result.returncode == 0, result.stdout[-4000:]
+  mwms = read_metrics(mwms_dir)
+  assert mwms["strategy"] == "MultiWorkerMirroredStrategy"
+  assert mwms["num_workers"] == 2 and mwms["num_replicas"] == 2
+  assert mwms["eval_accuracy"] >= 0.95
+  assert "[worker:1] " in result.stdout and "[launch] job finished: status 0" in result.stdout
+  assert re.search(r"\[worker:0\] .*Strategy: MultiWorkerMirroredStrategy \(TF_CONFIG has 2 workers",
+                   result.stdout)
+  assert re.search(r"\[worker:1\] .*Input: FILE sharding for pipeline 1 of 2", result.stdout)
+  assert "AUTO_SHARD" not in result.stdout and "auto_shard_policy" not in result.stdout
+  assert sorted(os.listdir(tmp_path / "logs")) == ["worker-0.log", "worker-1.log"]
+  assert_only_chief_wrote(mwms_dir)
+
+  result = run_tfdist("train", "--strategy=mirrored", "--cpu_replicas=2", f"--data_dir={data_dir}",
+                      f"--model_dir={mirrored_dir}", *THREAD_FLAGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  mirrored = read_metrics(mirrored_dir)
+  assert mirrored["global_batch_size"] == mwms["global_batch_size"]
+  assert abs(mirrored["eval_accuracy"] - mwms["eval_accuracy"]) <= 0.01, (mirrored, mwms)
+
+
+def test_chief_and_two_workers(tmp_path, data_dir):
+  model_dir = tmp_path / "run"
+  result = launch_train("local-chief-2workers.yaml", model_dir, tmp_path / "logs",
+                        f"--data_dir={data_dir}", "--global_batch_size=96", "--epochs=8")
+  assert result.returncode == 0, result.stdout[-4000:]
+  metrics = read_metrics(model_dir)
+  assert metrics["num_workers"] == 3 and metrics["num_replicas"] == 3
+  assert metrics["per_replica_batch_size"] == 32
+  assert metrics["eval_accuracy"] >= 0.95
+  assert "[chief:0] tfdist: trained cnn" in result.stdout
+  assert "[worker:0] tfdist: trained" not in result.stdout  # only the chief reports
+  assert_only_chief_wrote(model_dir)
+
+
+@pytest.mark.parametrize("shards, policy", [(8, "FILE"), (1, "DATA")])
+def test_every_example_is_seen_exactly_once_per_epoch(tmp_path, shards, policy):
+  from tests.cluster_scripts import ids_dataset
+  data_dir, out_dir = str(tmp_path / "data"), tmp_path / "out"
+  out_dir.mkdir()
+  ids_dataset.prepare(data_dir, shards)
+  result = run_tfdist("launch", f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}",
+                      f"--log_dir={tmp_path / 'logs'}", "--", "python", "-m",
+                      "tests.cluster_scripts.iterate_ids", data_dir, str(out_dir), "16",
+                      timeout=200)
+  assert result.returncode == 0, result.stdout[-4000:]
+  per_worker = [json.loads((out_dir / f"ids-worker-{i}.json").read_text()) for i in (0, 1)]
+  seen = per_worker[0] + per_worker[1]
+  assert len(seen) == len(set(seen)), "an example was read twice"
+  assert sorted(seen) == list(range(ids_dataset.NUM_TRAIN)), "examples are missing"
+  assert all(per_worker), "one worker read nothing"
+  log = (tmp_path / "logs" / "worker-1.log").read_text()
+  assert f"Input: {policy} sharding for pipeline 1 of 2" in log
+
+
+def test_killed_worker_resumes_from_backup(tmp_path, data_dir):
+  """SIGKILL worker:1 mid-epoch; --restarts brings the job back from its last backup."""
+  model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "tfdist", "launch",
+       f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=1",
+       f"--log_dir={log_dir}", "--", "tfdist", "train", f"--model_dir={model_dir}",
+       f"--data_dir={data_dir}", "--epochs=8", "--backup_every_steps=10", *THREAD_FLAGS],
+      cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  output = []
+  for line in proc.stdout:
+    output.append(line)
+    if line.startswith("[worker:1] Epoch 3/8"):
+      time.sleep(0.6)  # into the middle of epoch 3, past a backup at step 10
+      worker_log = (log_dir / "worker-1.log").read_text()
+      pid = int(re.search(r"started worker:1 \(pid (\d+)", worker_log).group(1))
+      os.kill(pid, signal.SIGKILL)
+      break
+  output.extend(proc.stdout)
+  assert proc.wait(timeout=400) == 0, "".join(output)[-4000:]
+  text = "".join(output)
+  assert "[launch] worker:1 exited with status -9" in text
+  assert "restarting every task (restart 1 of 1)" in text
+  resumed = re.search(r"\[worker:0\] .*Resumed from backup at epoch (\d+) after step (\d+)", text)
+  assert resumed, text[-4000:]
+  metrics = read_metrics(model_dir)
+  assert metrics["resumed_from"] == {"epoch": int(resumed.group(1)), "step": int(resumed.group(2))}
+  assert metrics["resumed_from"]["epoch"] >= 3  # not from the start
+  assert metrics["epochs_completed"] == 8 and metrics["eval_accuracy"] >= 0.95
+  assert not (model_dir / "backup").exists()
+
+
+def test_missing_peer_ends_within_the_deadline(tmp_path):
+  port = _free_port()
+  config = {"cluster": {"worker": ["127.0.0.1:%d" % _free_port(), "127.0.0.1:%d" % port]},
+            "task": {"type": "worker", "index": 0}}
+  started = time.monotonic()
+  result = run_tfdist("train", "--startup_timeout=5", f"--model_dir={tmp_path / 'run'}",
+                      env=cli_env(TF_CONFIG=json.dumps(config)), timeout=120)
+  assert result.returncode != 0
+  assert time.monotonic() - started < 60
+  assert (f"task worker:0: start-up did not finish within 5 s: worker:1 at 127.0.0.1:{port} "
+          "did not come up") in result.stderr
+
+
+def test_busy_port_fails_at_once_naming_the_task(tmp_path):
+  with socket.socket() as taken:
+    taken.bind(("0.0.0.0", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = {"cluster": {"worker": [f"127.0.0.1:{port}", f"127.0.0.1:{_free_port()}"]},
+              "task": {"type": "worker", "index": 0}}
+    result = run_tfdist("train", f"--model_dir={tmp_path / 'run'}",
+                        env=cli_env(TF_CONFIG=json.dumps(config)), timeout=120)
+  assert result.returncode == 1
+  assert (f"tfdist train: error: task worker:0 could not start its gRPC server on "
+          f"127.0.0.1:{port}") in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_sigterm_to_the_launcher_leaves_no_process(tmp_path, data_dir):
+  from tests.test_launch import processes_with
+  marker = f"TFDIST_TEST_{os.getpid()}_{time.time_ns()}"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "tfdist", "launch",
+       f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", f"--log_dir={tmp_path}",
+       "--", "tfdist", "train", f"--model_dir={tmp_path / 'run'}", f"--data_dir={data_dir}",
+       *THREAD_FLAGS],
+      cwd=REPO, env=cli_env(**{marker: "1"}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True)
+  for line in proc.stdout:
+    if "Epoch 2/" in line:
+      break
+  assert len(processes_with(marker)) >= 3
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=60) == 143
+  assert processes_with(marker) == []
