@@ -34,7 +34,8 @@ USER_ERRORS = (app.UsageError, flags.Error, ConfigError, ClusterSpecError, Batch
 _NOISE = ("Sharding callback duration", "Found untraced functions",
           "contains input name(s)", "Writing fingerprint", "Assets written to",
           "Constructing tf.data.Dataset", "Creating a tf.data.Dataset reading",
-          "Load dataset info from", "Reusing dataset", "Fields info.")
+          "Load dataset info from", "Reusing dataset", "Fields info.",
+          "Waiting for all global closures", "triggered tf.function retracing")
 
 
 # Failures whose message says all there is to say: one line, exit 1.

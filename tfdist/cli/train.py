@@ -11,6 +11,7 @@ from tfdist.cli import config as config_lib
 from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
 from tfdist.cluster import TaskConfig, TaskId, load_spec_file, tf_config
 from tfdist.data import per_replica_batch_size
+from tfdist.strategy import ROLE_EVALUATOR, ROLE_SERVER
 from tfdist.strategy.startup import StartupWatchdog
 
 _CONFIG = flags.DEFINE_string("config", None, "YAML experiment file (configs/experiments/...).")
@@ -38,6 +39,9 @@ _FIELD_FLAGS = {
         "communication", None, "MultiWorkerMirroredStrategy collectives: auto|ring|nccl")),
     "startup_timeout": ("strategy.startup_timeout_s", flags.DEFINE_float(
         "startup_timeout", None, "Seconds a multi-worker start may wait for its peers.")),
+    "ps_shard_min_bytes": ("strategy.ps_shard_min_bytes", flags.DEFINE_integer(
+        "ps_shard_min_bytes", None, "Parameter servers: split variables of at least this many "
+        "bytes over the ps tasks (0: never).")),
     "model": ("model.name", flags.DEFINE_string(
         "model", None, "Registry name (cnn, mlp) or package.module:function.")),
     "dataset": ("data.dataset", flags.DEFINE_string(
@@ -103,18 +107,28 @@ def main(argv: Sequence[str]) -> int:
     from tfdist.data import load_source  # pylint: disable=import-outside-toplevel
     from tfdist.models import resolve  # pylint: disable=import-outside-toplevel
     from tfdist.strategy import devices, factory  # pylint: disable=import-outside-toplevel
-    from tfdist.train import train_with_fit  # pylint: disable=import-outside-toplevel
+    from tfdist.strategy import parameter_server  # pylint: disable=import-outside-toplevel
+    from tfdist.train import run_sidecar_evaluator, train_with_fit  # pylint: disable=import-outside-toplevel
     choice = factory.decide(config.strategy, task_config)
     devices.configure_host(cpu_replicas=config.strategy.cpu_replicas,
                            intra_op_threads=_INTRA_OP_THREADS.value,
                            inter_op_threads=_INTER_OP_THREADS.value)
-    model_fn = resolve(config.model.name)
-    source = load_source(config.data)
-    per_replica_batch_size(config.data.global_batch_size,
-                           factory.expected_replicas(choice, config.strategy, task_config))
+    if choice.role != ROLE_SERVER:  # Servers run no Python model or input.
+      model_fn = resolve(config.model.name)
+      source = load_source(config.data)
+      per_replica_batch_size(config.data.global_batch_size,
+                             factory.expected_replicas(choice, config.strategy, task_config))
 
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.INFO)
+  if choice.role == ROLE_SERVER:
+    logging.info(choice.log_line())
+    parameter_server.serve(task_config)
+  if choice.role == ROLE_EVALUATOR:
+    logging.info(choice.log_line())
+    run_sidecar_evaluator(source=source, model_fn=model_fn, options=config.train)
+    return EXIT_OK
+
   watchdog = None
   if task_config is not None and len(list(task_config.cluster.tasks())) > 1:
     watchdog = StartupWatchdog(task_config, config.strategy.startup_timeout_s).arm()
@@ -123,7 +137,7 @@ def main(argv: Sequence[str]) -> int:
   _, metrics = train_with_fit(
       strategy=strategy, source=source, model_fn=model_fn, options=config.train,
       global_batch_size=config.data.global_batch_size, is_chief=is_chief,
-      num_workers=task_config.cluster.num_workers if task_config else 1,
+      num_workers=task_config.cluster.num_compute_workers if task_config else 1,
       started=PROCESS_START, on_first_step=watchdog.disarm if watchdog else None)
   if is_chief:
     print(summary_line(config, metrics), flush=True)

@@ -137,6 +137,12 @@ class ClusterSpec:
     return len(self.jobs.get(CHIEF, ())) + len(self.jobs.get(WORKER, ()))
 
   @property
+  def num_compute_workers(self) -> int:
+    """Tasks that run training steps: chief + workers, or only the workers when ps tasks
+    hold the variables (the chief then coordinates)."""
+    return len(self.jobs.get(WORKER, ())) if self.num_ps else self.num_workers
+
+  @property
   def num_ps(self) -> int:
     return len(self.jobs.get(PS, ()))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Optional
 
 import tensorflow as tf
@@ -78,14 +79,19 @@ class DatasetSource:
     `InputContext.get_per_replica_batch_size(global_batch_size)`.
     """
 
+    calls = itertools.count()
+
     def input_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+      # ParameterServerStrategy calls this once per worker, each with pipeline 0 of 1: a
+      # different seed per call keeps workers from training on the same order.
+      call_seed = None if seed is None else seed + next(calls)
       batch = per_replica_batch_size(global_batch_size, context.num_replicas_in_sync)
       shard = choose_shard_policy(self.num_train_files, context.num_input_pipelines)
       logging.info("Input: %s sharding for pipeline %d of %d (%s); per-replica batch %d",
                    shard.policy, context.input_pipeline_id, context.num_input_pipelines,
                    shard.reason, batch)
       read_config = tfds.ReadConfig(
-          shuffle_seed=seed, try_autocache=False,
+          shuffle_seed=call_seed, try_autocache=False,
           input_context=context if shard.policy == FILE else None)
       ds = self.builder.as_dataset(split=self.train_split, as_supervised=True,
                                    shuffle_files=True, read_config=read_config)
@@ -93,7 +99,7 @@ class DatasetSource:
         ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
       if preprocess is not None:
         ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-      ds = ds.cache().shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+      ds = ds.cache().shuffle(self.shuffle_buffer, seed=call_seed, reshuffle_each_iteration=True)
       if repeat:
         ds = ds.repeat()
       ds = ds.batch(batch, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

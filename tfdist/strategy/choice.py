@@ -33,6 +33,10 @@ class StrategyChoice:
     return CLASS_NAMES[self.name]
 
   def log_line(self) -> str:
+    if self.role == ROLE_SERVER:
+      return f"Server for {self.class_name} training ({self.reason})"
+    if self.role == ROLE_EVALUATOR:
+      return f"Sidecar evaluator for {self.class_name} training ({self.reason})"
     return f"Strategy: {self.class_name} ({self.reason})"
 
 

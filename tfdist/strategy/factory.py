@@ -8,7 +8,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfdist.cluster import TaskConfig
-from tfdist.strategy import devices
+from tfdist.strategy import devices, parameter_server
 from tfdist.strategy.choice import (ROLE_TRAINER, StrategyChoice, choose)
 from tfdist.strategy.startup import grpc_start_failure
 from tfdist.strategy.options import (MIRRORED, MULTI_WORKER_MIRRORED, ONE_DEVICE,
@@ -38,6 +38,8 @@ def expected_replicas(choice: StrategyChoice, options: StrategyOptions,
     return 1
   if choice.name == MIRRORED:
     return len(devices.local_devices(options.cpu_replicas))
+  if choice.name == PARAMETER_SERVER:
+    return 1  # Each step runs on one worker (one replica each on CPU workers).
   workers = config.cluster.num_workers if config else 1
   return workers * max(devices.num_gpus(), 1)
 
@@ -56,7 +58,8 @@ def make_strategy(options: StrategyOptions, config: Optional[TaskConfig],
   """
   choice = choice or decide(options, config)
   if choice.role != ROLE_TRAINER:
-    raise StrategyError(f"task {config.task} runs as a {choice.role}, not a trainer")
+    raise StrategyError(f"task {config.task} runs as a {choice.role}, not a trainer; "
+                        "see tfdist.strategy.parameter_server.serve")
   logging.info(choice.log_line())
   if choice.name == ONE_DEVICE:
     return tf.distribute.OneDeviceStrategy(devices.local_devices(1)[0])
@@ -77,5 +80,5 @@ def make_strategy(options: StrategyOptions, config: Optional[TaskConfig],
     except tf.errors.OpError as e:
       raise (config and grpc_start_failure(config, e)) or e
   if choice.name == PARAMETER_SERVER:
-    raise StrategyError("parameter-server strategy is built by tfdist.strategy.parameter_server")
+    return parameter_server.make_parameter_server_strategy(options, config)
   raise AssertionError(choice.name)

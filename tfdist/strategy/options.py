@@ -31,6 +31,8 @@ class StrategyOptions:
     communication: collective implementation for MultiWorkerMirroredStrategy.
     startup_timeout_s: how long a multi-worker start may wait for its peers.
     bytes_per_pack: MWMS gradient packing (0: TF's default, no packing).
+    ps_shard_min_bytes: under ParameterServerStrategy with several ps tasks, split
+      variables of at least this size across them (0: never split).
   """
 
   name: str = AUTO
@@ -39,6 +41,7 @@ class StrategyOptions:
   communication: str = "auto"
   startup_timeout_s: float = 60.0
   bytes_per_pack: int = 0
+  ps_shard_min_bytes: int = 256 << 10
 
   def __post_init__(self):
     _check_choice("strategy.name", self.name, STRATEGY_NAMES)
@@ -50,9 +53,10 @@ class StrategyOptions:
     if not self.startup_timeout_s > 0:
       raise StrategyError(
           f"`strategy.startup_timeout_s` ({self.startup_timeout_s!r}) must be positive")
-    if not isinstance(self.bytes_per_pack, int) or self.bytes_per_pack < 0:
-      raise StrategyError(
-          f"`strategy.bytes_per_pack` ({self.bytes_per_pack!r}) must be a non-negative integer")
+    for field in ("bytes_per_pack", "ps_shard_min_bytes"):
+      value = getattr(self, field)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise StrategyError(f"`strategy.{field}` ({value!r}) must be a non-negative integer")
 
 
 def _check_choice(field: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -7,7 +7,8 @@ from tfdist import _lazy
 from tfdist.train.options import LOOPS, TrainOptions, TrainOptionsError
 from tfdist.train.outputs import ModelDir
 
-_LAZY = {"compile_if_needed": "fit", "train_with_fit": "fit"}
+_LAZY = {"compile_if_needed": "fit", "train_with_fit": "fit",
+         "run_sidecar_evaluator": "sidecar"}
 
 __all__ = ["LOOPS", "ModelDir", "TrainOptions", "TrainOptionsError", *_LAZY]
 

@@ -18,6 +18,9 @@ class RunMeter(keras.callbacks.Callback):
 
   def __init__(self, global_batch_size: int, on_first_step: Optional[Callable[[], None]] = None):
     super().__init__()
+    # It never reads `logs`, so Keras may run it under ParameterServerStrategy, where batch
+    # hooks fire as steps are scheduled (epoch ends still wait for the steps to finish).
+    self._supports_tf_logs = True
     self.global_batch_size = global_batch_size
     self.on_first_step = on_first_step
     self.resumed_from: Optional[dict] = None

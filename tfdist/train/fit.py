@@ -31,6 +31,16 @@ def compile_if_needed(model: keras.Model, options: TrainOptions) -> keras.Model:
   return model
 
 
+def backup_frequency(strategy: tf.distribute.Strategy, options: TrainOptions):
+  """Steps between backups; tf_keras backs up ParameterServerStrategy only at epoch ends."""
+  if isinstance(strategy, tf.distribute.ParameterServerStrategy) and options.backup_every_steps:
+    logging.info("Backups at epoch ends: tf_keras cannot back up parameter-server training "
+                 "mid-epoch (--backup_every_steps=%d applies to the other strategies)",
+                 options.backup_every_steps)
+    return "epoch"
+  return options.backup_every_steps or "epoch"
+
+
 def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
                    model_fn: ModelFn, options: TrainOptions, global_batch_size: int,
                    is_chief: bool = True, num_workers: int = 1,
@@ -63,8 +73,7 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
   callbacks = [
       # Backup first: it restores before the meter sees the first step.
       keras.callbacks.BackupAndRestore(
-          model_dir.backup, save_freq=options.backup_every_steps or "epoch",
-          delete_checkpoint=True),
+          model_dir.backup, save_freq=backup_frequency(strategy, options), delete_checkpoint=True),
       meter,
       keras.callbacks.ModelCheckpoint(
           os.path.join(model_dir.checkpoints, "ckpt-{epoch:04d}"), save_weights_only=True),

@@ -1,6 +1,6 @@
 """The model dir: where each output goes, and who writes it.
 
-Only the chief writes into `model_dir`. Under MultiWorkerMirroredStrategy every
+Only the chief writes into `model_dir` (and the sidecar evaluator into `eval/`). Under MultiWorkerMirroredStrategy every
 worker must still take part in saving; the others write into a temporary dir
 that is removed once written.
 """
@@ -19,6 +19,7 @@ BACKUP = "backup"
 TENSORBOARD = "tensorboard"
 EXPORT = "export"
 METRICS = "metrics.json"
+EVAL = "eval"  # the sidecar evaluator's outputs
 
 
 class ModelDir:

@@ -1,0 +1,129 @@
+"""Real ParameterServerStrategy clusters on 127.0.0.1: training, sharding, failures, sidecar eval."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
+from tests.test_launch import processes_with
+
+pytestmark = pytest.mark.cluster
+
+SPECS = os.path.join(REPO, "configs", "clusters")
+
+
+def start_launch(spec, log_dir, command, launch_args=(), env=None):
+  return subprocess.Popen(
+      [sys.executable, "-m", "tfdist", "launch", f"--cluster_spec={spec}", f"--log_dir={log_dir}",
+       *launch_args, "--", *command],
+      cwd=REPO, env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def kill_when(proc, trigger, log_dir, victim, delay=0.5):
+  """Reads the launcher's output; at the first line starting with `trigger`, SIGKILLs `victim`."""
+  output = []
+  for line in proc.stdout:
+    output.append(line)
+    if line.startswith(trigger):
+      time.sleep(delay)
+      log = (log_dir / f"{victim.replace(':', '-')}.log").read_text()
+      os.kill(int(re.search(rf"started {victim} \(pid (\d+)", log).group(1)), signal.SIGKILL)
+      break
+  output.extend(proc.stdout)
+  return proc.wait(timeout=400), "".join(output)
+
+
+def test_trains_to_the_bar_with_a_sidecar_evaluator_and_ends_cleanly(tmp_path, data_dir):
+  marker = f"TFDIST_TEST_{os.getpid()}_{time.time_ns()}"
+  model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
+  proc = start_launch(os.path.join(SPECS, "local-ps-eval.yaml"), log_dir,
+                      ["tfdist", "train", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
+                       *THREAD_FLAGS], env=cli_env(**{marker: "1"}))
+  output = proc.communicate(timeout=400)[0]
+  assert proc.returncode == 0, output[-4000:]
+  metrics = read_metrics(model_dir)
+  assert metrics["strategy"] == "ParameterServerStrategy"
+  assert metrics["num_workers"] == 2 and metrics["eval_accuracy"] >= 0.93
+  assert re.search(r"\[worker:1\] .*Server for ParameterServerStrategy training", output)
+  assert re.search(r"\[ps:0\] .*Serving as ps:0 for parameter-server training", output)
+  assert "[launch] job finished: status 0" in output
+  evaluations = json.loads((model_dir / "eval" / "metrics.json").read_text())["evaluations"]
+  assert len(evaluations) >= 2
+  assert [e["epoch"] for e in evaluations] == sorted(e["epoch"] for e in evaluations)
+  assert all(e["eval_examples"] == 1000 for e in evaluations)
+  assert re.search(r"\[evaluator:0\] .*Training finished; sidecar evaluator evaluated", output)
+  assert os.listdir(model_dir / "eval" / "tensorboard")
+  assert processes_with(marker) == [], "a server or the evaluator was left running"
+
+
+@pytest.mark.parametrize("min_bytes, shards", [(262144, 2), (0, 1)])
+def test_large_variables_are_split_over_the_ps_tasks(tmp_path, min_bytes, shards):
+  spec = tmp_path / "ps2.yaml"
+  spec.write_text("cluster:\n  chief: [127.0.0.1:auto]\n  worker: [127.0.0.1:auto]\n"
+                  "  ps: [127.0.0.1:auto, 127.0.0.1:auto]\n")
+  out = tmp_path / "devices.json"
+  proc = start_launch(spec, tmp_path / "logs", ["python", "-m", "tests.cluster_scripts.ps_sharding",
+                                                str(out), str(min_bytes)])
+  output = proc.communicate(timeout=200)[0]
+  assert proc.returncode == 0, output[-4000:]
+  devices = json.loads(out.read_text())
+  assert len(devices["embedding"]) == shards
+  if shards == 2:
+    assert {d.split("/device")[0] for d in devices["embedding"]} == {
+        "/job:ps/replica:0/task:0", "/job:ps/replica:0/task:1"}
+    assert sum(s[0] for s in devices["embedding_shapes"]) == 20_000
+  assert len(devices["bias"]) == 1  # small variables stay whole
+
+
+def test_losing_a_worker_does_not_stop_training(tmp_path, data_dir):
+  model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
+  proc = start_launch(os.path.join(SPECS, "local-ps.yaml"), log_dir,
+                      ["tfdist", "train", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
+                       "--epochs=6", *THREAD_FLAGS], launch_args=["--restarts=1"])
+  code, output = kill_when(proc, "[chief:0] Epoch 3/6", log_dir, "worker:1")
+  assert code == 0, output[-4000:]
+  assert "[launch] worker:1 exited with status -9" in output
+  assert "[launch] worker lost: worker:1; training goes on with the other workers; restarting worker:1" in output
+  assert "restarting every task" not in output
+  metrics = read_metrics(model_dir)
+  assert metrics["epochs_completed"] == 6 and metrics["resumed_from"] is None
+
+
+def test_losing_the_ps_restarts_the_job_from_its_backup(tmp_path, data_dir):
+  model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
+  proc = start_launch(os.path.join(SPECS, "local-ps.yaml"), log_dir,
+                      ["tfdist", "train", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
+                       "--epochs=6", *THREAD_FLAGS], launch_args=["--restarts=1"])
+  code, output = kill_when(proc, "[chief:0] Epoch 4/6", log_dir, "ps:0")
+  assert code == 0, output[-4000:]
+  assert "[launch] job failed (ps:0 exited with status -9); restarting every task" in output
+  metrics = read_metrics(model_dir)
+  assert metrics["resumed_from"] is not None and metrics["resumed_from"]["epoch"] >= 3
+  assert metrics["epochs_completed"] == 6 and metrics["eval_accuracy"] >= 0.93
+  assert re.search(r"\[chief:0\] .*Resumed from backup at epoch \d+ after step 0", output)
+
+
+@pytest.mark.parametrize("cluster, fragment", [
+    ("cluster: {chief: [127.0.0.1:1], ps: [127.0.0.1:2]}",
+     "cluster.worker: a cluster with `ps` tasks needs at least one worker"),
+    ("cluster: {chief: [127.0.0.1:1], worker: [127.0.0.1:2], ps: [127.0.0.1:3], "
+     "evaluator: [127.0.0.1:4]}", "cluster.evaluator: the evaluator is not a training task"),
+    ("cluster: {worker: [127.0.0.1:2], ps: [127.0.0.1:3]}",
+     "cluster.chief: parameter-server training needs a `chief` task"),
+])
+def test_bad_parameter_server_specs_are_one_line_errors(tmp_path, cluster, fragment):
+  spec = tmp_path / "spec.yaml"
+  spec.write_text(cluster + "\n")
+  task = "worker:0"
+  result = run_tfdist("train", f"--cluster_spec={spec}", f"--task={task}",
+                      f"--model_dir={tmp_path / 'run'}")
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and fragment in lines[0], result.stderr
+  assert not (tmp_path / "run").exists()
