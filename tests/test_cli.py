@@ -143,3 +143,12 @@ def test_readme_quickstart_is_what_ci_runs():
     command = subprocess.run(["bash", "-c", body + f"quickstart {name}"], cwd=REPO,
                              capture_output=True, text=True, check=True).stdout.strip()
     assert needle in command and "pip install" in command and "-e ." in command.replace("'", "")
+
+
+def test_own_model_example_runs(tmp_path, data_dir):
+  import subprocess, sys
+  result = subprocess.run(
+      [sys.executable, "examples/own_model_fit.py", f"--model_dir={tmp_path}", "--epochs=1"],
+      cwd=REPO, env=cli_env(TFDS_DATA_DIR=data_dir), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "eval_accuracy" in result.stdout and read_metrics(str(tmp_path))["epochs_completed"] == 1
