@@ -35,7 +35,8 @@ _NOISE = ("Sharding callback duration", "Found untraced functions",
           "contains input name(s)", "Writing fingerprint", "Assets written to",
           "Constructing tf.data.Dataset", "Creating a tf.data.Dataset reading",
           "Load dataset info from", "Reusing dataset", "Fields info.",
-          "Waiting for all global closures", "triggered tf.function retracing")
+          "Waiting for all global closures", "triggered tf.function retracing",
+          "then broadcast to", "Collective all_reduce", "Collective all-reduce")
 
 
 # Failures whose message says all there is to say: one line, exit 1.

@@ -59,7 +59,10 @@ _FIELD_FLAGS = {
     "seed": ("train.seed", flags.DEFINE_integer("seed", None, "Random seed.")),
     "model_dir": ("train.model_dir", flags.DEFINE_string(
         "model_dir", None, "Checkpoints, backups, TensorBoard, export, metrics.json.")),
-    "loop": ("train.loop", flags.DEFINE_string("loop", None, "fit (model.fit).")),
+    "loop": ("train.loop", flags.DEFINE_string(
+        "loop", None, "fit (Keras model.fit) or custom (tfdist's custom training loop).")),
+    "steps_per_loop": ("train.steps_per_loop", flags.DEFINE_integer(
+        "steps_per_loop", None, "Custom loop: train steps per tf.function call.")),
     "backup_every_steps": ("train.backup_every_steps", flags.DEFINE_integer(
         "backup_every_steps", None, "Back up training state every N steps (0: each epoch).")),
     "steps_per_execution": ("train.steps_per_execution", flags.DEFINE_integer(
@@ -108,7 +111,8 @@ def main(argv: Sequence[str]) -> int:
     from tfdist.models import resolve  # pylint: disable=import-outside-toplevel
     from tfdist.strategy import devices, factory  # pylint: disable=import-outside-toplevel
     from tfdist.strategy import parameter_server  # pylint: disable=import-outside-toplevel
-    from tfdist.train import run_sidecar_evaluator, train_with_fit  # pylint: disable=import-outside-toplevel
+    from tfdist.train import (  # pylint: disable=import-outside-toplevel
+        run_sidecar_evaluator, train_with_custom_loop, train_with_fit)
     choice = factory.decide(config.strategy, task_config)
     devices.configure_host(cpu_replicas=config.strategy.cpu_replicas,
                            intra_op_threads=_INTRA_OP_THREADS.value,
@@ -134,7 +138,8 @@ def main(argv: Sequence[str]) -> int:
     watchdog = StartupWatchdog(task_config, config.strategy.startup_timeout_s).arm()
   strategy = factory.make_strategy(config.strategy, task_config, choice)
   is_chief = task_config is None or task_config.is_chief
-  _, metrics = train_with_fit(
+  train = train_with_custom_loop if config.train.loop == "custom" else train_with_fit
+  _, metrics = train(
       strategy=strategy, source=source, model_fn=model_fn, options=config.train,
       global_batch_size=config.data.global_batch_size, is_chief=is_chief,
       num_workers=task_config.cluster.num_compute_workers if task_config else 1,

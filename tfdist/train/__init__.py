@@ -8,7 +8,8 @@ from tfdist.train.options import LOOPS, TrainOptions, TrainOptionsError
 from tfdist.train.outputs import ModelDir
 
 _LAZY = {"compile_if_needed": "fit", "train_with_fit": "fit",
-         "run_sidecar_evaluator": "sidecar"}
+         "run_sidecar_evaluator": "sidecar", "train_with_custom_loop": "custom_loop",
+         "CustomLoop": "custom_loop", "cross_entropy_step": "custom_loop"}
 
 __all__ = ["LOOPS", "ModelDir", "TrainOptions", "TrainOptionsError", *_LAZY]
 

@@ -9,6 +9,11 @@ import tf_keras as keras
 from absl import logging
 
 
+def log_resume(epoch: int, step: int) -> None:
+  """The one line every loop logs when it restored a backup (epoch counts from 1)."""
+  logging.info("Resumed from backup at epoch %d after step %d (not from the start)", epoch, step)
+
+
 class RunMeter(keras.callbacks.Callback):
   """Measures examples/s per epoch and notices where a restored run resumed.
 
@@ -50,8 +55,7 @@ class RunMeter(keras.callbacks.Callback):
       if self._epoch or batch:
         # As Keras prints it: epoch counts from 1; `step` steps of it were already done.
         self.resumed_from = {"epoch": int(self._epoch) + 1, "step": int(batch)}
-        logging.info("Resumed from backup at epoch %d after step %d (not from the start)",
-                     self._epoch + 1, batch)
+        log_resume(**self.resumed_from)
 
   def on_train_batch_end(self, batch, logs=None):
     self._last_step = batch

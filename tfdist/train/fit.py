@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Callable, Optional
 
 import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from tfdist.data import DatasetSource, per_replica_batch_size
+from tfdist.data import DatasetSource
 from tfdist.models import ModelFn
-from tfdist.train import evaluate
 from tfdist.train.callbacks import RunMeter
 from tfdist.train.options import TrainOptions
-from tfdist.train.outputs import CHECKPOINTS, EXPORT, ModelDir
+from tfdist.train.run import Run, TrainHistory, uses_coordinator
 
 
 def compile_if_needed(model: keras.Model, options: TrainOptions) -> keras.Model:
@@ -33,7 +31,7 @@ def compile_if_needed(model: keras.Model, options: TrainOptions) -> keras.Model:
 
 def backup_frequency(strategy: tf.distribute.Strategy, options: TrainOptions):
   """Steps between backups; tf_keras backs up ParameterServerStrategy only at epoch ends."""
-  if isinstance(strategy, tf.distribute.ParameterServerStrategy) and options.backup_every_steps:
+  if uses_coordinator(strategy) and options.backup_every_steps:
     logging.info("Backups at epoch ends: tf_keras cannot back up parameter-server training "
                  "mid-epoch (--backup_every_steps=%d applies to the other strategies)",
                  options.backup_every_steps)
@@ -57,13 +55,10 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
   Returns:
     (the trained model, the metrics written to metrics.json).
   """
-  started = time.perf_counter() if started is None else started
-  per_replica_batch_size(global_batch_size, strategy.num_replicas_in_sync)  # Fails early.
-  steps_per_epoch = options.steps_per_epoch or source.steps_per_epoch(global_batch_size)
-  if options.seed is not None:
-    keras.utils.set_random_seed(options.seed)
-  model_dir = ModelDir(options.model_dir, is_chief)
-
+  run = Run(strategy=strategy, source=source, options=options,
+            global_batch_size=global_batch_size, is_chief=is_chief, num_workers=num_workers,
+            started=started)
+  model_dir = run.model_dir
   with strategy.scope():
     model = compile_if_needed(model_fn(source.input_shape, source.num_classes), options)
   data = keras.utils.experimental.DatasetCreator(
@@ -79,50 +74,10 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
           os.path.join(model_dir.checkpoints, "ckpt-{epoch:04d}"), save_weights_only=True),
       keras.callbacks.TensorBoard(model_dir.tensorboard, update_freq="epoch"),
   ]
-  history = model.fit(data, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
+  history = model.fit(data, epochs=options.epochs, steps_per_epoch=run.steps_per_epoch,
                       callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
-  model_dir.remove_backup()
-
-  if options.export:  # Every worker saves (MWMS may need them all); only the chief keeps it.
-    with model_dir.write_dir(EXPORT) as path:
-      model.save(path)
-  eval_accuracy, eval_examples = (evaluate.accuracy(model, source.eval_dataset(256))
-                                  if is_chief else (None, 0))
-  losses = history.history.get("loss") or [None]
-  metrics = {
-      "strategy": strategy_class_name(strategy),
-      "num_workers": num_workers,
-      "num_replicas": strategy.num_replicas_in_sync,
-      "global_batch_size": global_batch_size,
-      "per_replica_batch_size": global_batch_size // strategy.num_replicas_in_sync,
-      "steps_per_epoch": steps_per_epoch,
-      "epochs_completed": meter.epochs_completed,
-      "train_loss": _float(losses[-1]),
-      "train_loss_history": [_float(x) for x in losses],
-      "train_accuracy": _float((history.history.get("accuracy") or [None])[-1]),
-      "eval_accuracy": eval_accuracy,
-      "eval_examples": eval_examples,
-      "examples_per_sec": meter.examples_per_sec,
-      "seconds_to_first_step": meter.first_step_seconds,
-      "wall_seconds": time.perf_counter() - started,
-      "resumed_from": meter.resumed_from,
-      "dataset": source.name,
-      "model_dir": model_dir.root,
-      "checkpoint_dir": os.path.join(model_dir.root, CHECKPOINTS),
-  }
-  model_dir.write_metrics(metrics)
+  metrics = run.finish(model, TrainHistory(
+      losses=history.history.get("loss", []), accuracies=history.history.get("accuracy", []),
+      epochs_completed=meter.epochs_completed, examples_per_sec=meter.examples_per_sec,
+      first_step_seconds=meter.first_step_seconds, resumed_from=meter.resumed_from))
   return model, metrics
-
-
-# The public names of strategies whose classes are aliases.
-_PUBLIC_NAMES = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",
-                 "ParameterServerStrategyV2": "ParameterServerStrategy"}
-
-
-def strategy_class_name(strategy: tf.distribute.Strategy) -> str:
-  name = type(strategy).__name__
-  return _PUBLIC_NAMES.get(name, name)
-
-
-def _float(x) -> Optional[float]:
-  return None if x is None else float(x)

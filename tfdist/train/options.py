@@ -23,6 +23,7 @@ class TrainOptions:
     loop: `fit` (Keras model.fit) or `custom` (tfdist's custom loop).
     backup_every_steps: BackupAndRestore interval in steps (0: at epoch ends).
     steps_per_execution: train steps per tf.function call in `fit`.
+    steps_per_loop: train steps per tf.function call in the custom loop.
     export: save the trained model (SavedModel) under model_dir/export.
   """
 
@@ -34,6 +35,7 @@ class TrainOptions:
   loop: str = "fit"
   backup_every_steps: int = 50
   steps_per_execution: int = 1
+  steps_per_loop: int = 1
   export: bool = True
 
   def __post_init__(self):
@@ -41,6 +43,7 @@ class TrainOptions:
     if self.steps_per_epoch is not None:
       _positive_int("train.steps_per_epoch", self.steps_per_epoch)
     _positive_int("train.steps_per_execution", self.steps_per_execution)
+    _positive_int("train.steps_per_loop", self.steps_per_loop)
     if not isinstance(self.backup_every_steps, int) or self.backup_every_steps < 0:
       raise TrainOptionsError(
           f"`train.backup_every_steps` ({self.backup_every_steps!r}) must be an integer >= 0")

@@ -1,0 +1,252 @@
+"""A custom training loop, correct under Mirrored, MultiWorkerMirrored and ParameterServer strategies.
+
+As in Orbit, the user owns the inner step (what loss a batch gives) and the
+loop owns everything around it: distribution, several steps per tf.function
+call, progress, TensorBoard, checkpoints, backups and resume, metrics.json.
+
+Loss scaling is right by construction: each replica divides its summed
+per-example loss by the number of examples in the *global* step (all replicas,
+a partial last batch counted at its true size) through
+`tf.nn.compute_average_loss`, and regularization losses by the number of
+replicas (`tf.nn.scale_regularization_loss`). Summing the replicas' gradients
+(what the strategy's all-reduce does) then gives the gradient of the mean loss
+over the global batch: each replica weighted by its share of the examples.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable, Optional
+
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from tfdist.data import DatasetSource
+from tfdist.models import ModelFn
+from tfdist.train.callbacks import log_resume
+from tfdist.train.options import TrainOptions
+from tfdist.train.run import Run, TrainHistory, uses_coordinator
+
+# (model, features, labels) -> (per-example losses [batch], predictions [batch, classes])
+StepLoss = Callable[[keras.Model, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+
+
+def cross_entropy_step(model: keras.Model, features: tf.Tensor,
+                       labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """The default step loss: sparse cross-entropy on the model's logits (or probabilities)."""
+  predictions = model(features, training=True)
+  from_logits = getattr(model.layers[-1], "activation", None) is not keras.activations.softmax
+  losses = keras.losses.sparse_categorical_crossentropy(labels, predictions,
+                                                        from_logits=from_logits)
+  return losses, predictions
+
+
+def replica_loss(per_example_loss: tf.Tensor, model_losses: list,
+                 num_replicas: int) -> tf.Tensor:
+  """This replica's share of the global mean loss (call in replica context).
+
+  The denominator is the number of examples in the whole step, summed over
+  replicas, so a partial last batch is weighted by its true size.
+  """
+  local = tf.shape(per_example_loss, out_type=tf.int64)[0]
+  context = tf.distribute.get_replica_context()
+  total = (context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+           if num_replicas > 1 and context is not None else local)
+  loss = tf.nn.compute_average_loss(per_example_loss,
+                                    global_batch_size=tf.maximum(total, tf.constant(1, tf.int64)))
+  if model_losses:
+    loss += tf.nn.scale_regularization_loss(tf.add_n(model_losses))
+  return loss
+
+
+class CustomLoop:
+  """The outer loop: epochs of `steps_per_epoch` steps, `steps_per_loop` per call.
+
+  Example:
+    loop = CustomLoop(run, model, keras.optimizers.Adam(1e-3))
+    history = loop.train()
+  """
+
+  def __init__(self, run: Run, model: keras.Model, optimizer: keras.optimizers.Optimizer,
+               step_loss: StepLoss = cross_entropy_step,
+               on_first_step: Optional[Callable[[], None]] = None):
+    self.run = run
+    self.strategy = run.strategy
+    self.model = model
+    self.optimizer = optimizer
+    self.step_loss = step_loss
+    self.on_first_step = on_first_step
+    self.coordinator = (tf.distribute.experimental.coordinator.ClusterCoordinator(self.strategy)
+                        if uses_coordinator(self.strategy) else None)
+    with self.strategy.scope():
+      self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+      self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+    self._train_steps = tf.function(self._steps)
+
+  # --- The inner loop, traced once. ---
+
+  def _replica_step(self, features, labels):
+    with tf.GradientTape() as tape:
+      per_example, predictions = self.step_loss(self.model, features, labels)
+      loss = replica_loss(per_example, self.model.losses, self.strategy.num_replicas_in_sync)
+    gradients = tape.gradient(loss, self.model.trainable_variables)
+    self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+    correct = tf.reduce_sum(tf.cast(tf.equal(
+        tf.argmax(predictions, axis=-1, output_type=tf.int64), tf.cast(labels, tf.int64)),
+        tf.float32))
+    return loss, correct, tf.cast(tf.shape(labels)[0], tf.float32)
+
+  def _steps(self, iterator, num_steps):
+    """Runs `num_steps` steps; returns summed (loss, correct, examples) over them."""
+    totals = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
+    for _ in tf.range(num_steps):
+      features, labels = next(iterator)
+      per_replica = self.strategy.run(self._replica_step, args=(features, labels))
+      step = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+              for v in per_replica]
+      totals = tuple(t + s for t, s in zip(totals, step))
+    return totals
+
+  # --- The outer loop. ---
+
+  def _iterator(self):
+    input_fn = self.run.source.train_input_fn(self.run.global_batch_size, seed=self.run.options.seed)
+    if self.coordinator is None:
+      return iter(self.strategy.distribute_datasets_from_function(input_fn))
+
+    def per_worker_dataset():
+      return self.strategy.distribute_datasets_from_function(input_fn)
+
+    return iter(self.coordinator.create_per_worker_dataset(per_worker_dataset))
+
+  def _call(self, iterator, num_steps):
+    if self.coordinator is None:
+      return self._train_steps(iterator, tf.constant(num_steps, tf.int64))
+    return self.coordinator.schedule(self._train_steps,
+                                     args=(iterator, tf.constant(num_steps, tf.int64)))
+
+  def train(self) -> TrainHistory:
+    options, model_dir = self.run.options, self.run.model_dir
+    steps_per_epoch = self.run.steps_per_epoch
+    backup = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
+                                 step_in_epoch=self.step_in_epoch)
+    history = TrainHistory()
+    latest = tf.train.latest_checkpoint(model_dir.backup)
+    if latest:
+      backup.read(latest).expect_partial()
+      history.resumed_from = {"epoch": int(self.epoch.numpy()) + 1,
+                              "step": int(self.step_in_epoch.numpy())}
+      log_resume(**history.resumed_from)
+    # MWMS: every worker saves; only the chief's backup is in the model dir.
+    backup_dir = model_dir.backup if self.run.is_chief else tempfile.mkdtemp(prefix="tfdist-backup-")
+    manager = tf.train.CheckpointManager(backup, backup_dir, max_to_keep=1)
+    writer = (tf.summary.create_file_writer(os.path.join(model_dir.tensorboard, "train"))
+              if self.run.is_chief else None)
+    iterator = self._iterator()
+    started = time.perf_counter()
+    rates = []
+    try:
+      for epoch in range(int(self.epoch.numpy()), options.epochs):
+        self.epoch.assign(epoch)
+        first = int(self.step_in_epoch.numpy())
+        epoch_start, totals, step = time.perf_counter(), [0.0, 0.0, 0.0], first
+        since_backup = 0
+        while step < steps_per_epoch:
+          count = min(options.steps_per_loop, steps_per_epoch - step)
+          result = self._call(iterator, count)
+          if self.coordinator is None:
+            totals = [t + float(v) for t, v in zip(totals, result)]
+          else:
+            pending = getattr(self, "_pending", [])
+            pending.append(result)
+            self._pending = pending
+          step += count
+          since_backup += count
+          if history.first_step_seconds is None:
+            history.first_step_seconds = time.perf_counter() - started
+            if self.on_first_step:
+              self.on_first_step()
+          if (options.backup_every_steps and since_backup >= options.backup_every_steps
+              and step < steps_per_epoch and self.coordinator is None):
+            self.step_in_epoch.assign(step)
+            manager.save()
+            since_backup = 0
+        if self.coordinator is not None:
+          self.coordinator.join()
+          for result in self._pending:
+            totals = [t + float(v) for t, v in zip(totals, result.fetch())]
+          self._pending = []
+        seconds = time.perf_counter() - epoch_start
+        steps_done = step - first
+        loss = totals[0] / max(steps_done, 1)
+        accuracy = totals[1] / max(totals[2], 1.0)
+        rate = steps_done * self.run.global_batch_size / seconds
+        rates.append(rate)
+        history.losses.append(loss)
+        history.accuracies.append(accuracy)
+        history.epochs_completed = epoch + 1
+        self.step_in_epoch.assign(0)
+        self.epoch.assign(epoch + 1)
+        self._save_epoch(epoch + 1, manager, writer, loss, accuracy, rate)
+        if self.run.is_chief:
+          print(f"Epoch {epoch + 1}/{options.epochs}: {steps_done} steps - loss: {loss:.4f} - "
+                f"accuracy: {accuracy:.4f} - {seconds:.1f}s ({rate:,.0f} examples/s)", flush=True)
+    finally:
+      if not self.run.is_chief:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    later = rates[1:] or rates
+    history.examples_per_sec = sum(later) / len(later) if later else None
+    return history
+
+  def _save_epoch(self, epoch: int, manager, writer, loss: float, accuracy: float,
+                  rate: float) -> None:
+    """Epoch-end outputs: a weights checkpoint (as fit writes it), the backup, TensorBoard."""
+    with self.run.model_dir.write_dir("checkpoints") as ckpt_dir:
+      self.model.save_weights(os.path.join(ckpt_dir, f"ckpt-{epoch:04d}"))
+    manager.save()
+    if writer is not None:
+      with writer.as_default():
+        tf.summary.scalar("epoch_loss", loss, step=epoch)
+        tf.summary.scalar("epoch_accuracy", accuracy, step=epoch)
+        tf.summary.scalar("examples_per_sec", rate, step=epoch)
+      writer.flush()
+
+
+def train_with_custom_loop(*, strategy: tf.distribute.Strategy, source: DatasetSource,
+                           model_fn: ModelFn, options: TrainOptions, global_batch_size: int,
+                           step_loss: StepLoss = cross_entropy_step,
+                           optimizer: Optional[keras.optimizers.Optimizer] = None,
+                           is_chief: bool = True, num_workers: int = 1,
+                           started: Optional[float] = None,
+                           on_first_step: Optional[Callable[[], None]] = None
+                           ) -> tuple[keras.Model, dict]:
+  """`train_with_fit`'s twin with tfdist's custom loop and a user-defined step loss.
+
+  Example (label smoothing as a custom step):
+    def smoothed(model, x, y):
+      logits = model(x, training=True)
+      onehot = tf.one_hot(y, 10)
+      return keras.losses.categorical_crossentropy(onehot, logits, from_logits=True,
+                                                   label_smoothing=0.1), logits
+    train_with_custom_loop(strategy=s, source=src, model_fn=resolve("cnn"),
+                           options=TrainOptions(loop="custom"), global_batch_size=64,
+                           step_loss=smoothed)
+
+  Returns:
+    (the trained model, the metrics written to metrics.json).
+  """
+  run = Run(strategy=strategy, source=source, options=options,
+            global_batch_size=global_batch_size, is_chief=is_chief, num_workers=num_workers,
+            started=started)
+  with strategy.scope():
+    model = model_fn(source.input_shape, source.num_classes)
+    optimizer = optimizer or model.optimizer or keras.optimizers.Adam(options.learning_rate)
+    optimizer.build(model.trainable_variables)
+  logging.info("Custom loop: %d steps per epoch, %d per tf.function call",
+               run.steps_per_epoch, options.steps_per_loop)
+  history = CustomLoop(run, model, optimizer, step_loss, on_first_step).train()
+  return model, run.finish(model, history)

@@ -1,0 +1,102 @@
+"""What every training loop shares: the run's setup, and its ending (export, eval, metrics.json)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Optional
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tfdist.data import DatasetSource, per_replica_batch_size
+from tfdist.train import evaluate
+from tfdist.train.options import TrainOptions
+from tfdist.train.outputs import CHECKPOINTS, EXPORT, ModelDir
+
+# The public names of strategies whose classes are aliases.
+_PUBLIC_NAMES = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",
+                 "ParameterServerStrategyV2": "ParameterServerStrategy"}
+
+
+def strategy_class_name(strategy: tf.distribute.Strategy) -> str:
+  name = type(strategy).__name__
+  return _PUBLIC_NAMES.get(name, name)
+
+
+def uses_coordinator(strategy: tf.distribute.Strategy) -> bool:
+  """ParameterServerStrategy: steps are scheduled on workers by a ClusterCoordinator."""
+  return isinstance(strategy, tf.distribute.ParameterServerStrategy)
+
+
+@dataclasses.dataclass
+class TrainHistory:
+  """What a loop reports about its training."""
+
+  losses: list = dataclasses.field(default_factory=list)       # per epoch
+  accuracies: list = dataclasses.field(default_factory=list)   # per epoch
+  epochs_completed: int = 0
+  examples_per_sec: Optional[float] = None
+  first_step_seconds: Optional[float] = None
+  resumed_from: Optional[dict] = None
+
+
+@dataclasses.dataclass
+class Run:
+  """One training run of one task: where it writes and how many steps it takes."""
+
+  strategy: tf.distribute.Strategy
+  source: DatasetSource
+  options: TrainOptions
+  global_batch_size: int
+  is_chief: bool = True
+  num_workers: int = 1
+  started: Optional[float] = None
+
+  def __post_init__(self):
+    self.started = time.perf_counter() if self.started is None else self.started
+    per_replica_batch_size(self.global_batch_size, self.strategy.num_replicas_in_sync)
+    self.steps_per_epoch = (self.options.steps_per_epoch
+                            or self.source.steps_per_epoch(self.global_batch_size))
+    self.model_dir = ModelDir(self.options.model_dir, self.is_chief)
+    if self.options.seed is not None:
+      keras.utils.set_random_seed(self.options.seed)
+
+  def finish(self, model: keras.Model, history: TrainHistory) -> dict:
+    """Exports, evaluates (chief) and writes metrics.json; returns the metrics."""
+    self.model_dir.remove_backup()
+    if self.options.export:  # Every worker saves (MWMS may need them all); the chief keeps it.
+      with self.model_dir.write_dir(EXPORT) as path:
+        model.save(path)
+    eval_accuracy, eval_examples = (evaluate.accuracy(model, self.source.eval_dataset(256))
+                                    if self.is_chief else (None, 0))
+    losses = [_float(x) for x in history.losses]
+    metrics = {
+        "strategy": strategy_class_name(self.strategy),
+        "loop": self.options.loop,
+        "num_workers": self.num_workers,
+        "num_replicas": self.strategy.num_replicas_in_sync,
+        "global_batch_size": self.global_batch_size,
+        "per_replica_batch_size": self.global_batch_size // self.strategy.num_replicas_in_sync,
+        "steps_per_epoch": self.steps_per_epoch,
+        "epochs_completed": history.epochs_completed,
+        "train_loss": losses[-1] if losses else None,
+        "train_loss_history": losses,
+        "train_accuracy": _float(history.accuracies[-1]) if history.accuracies else None,
+        "eval_accuracy": eval_accuracy,
+        "eval_examples": eval_examples,
+        "examples_per_sec": history.examples_per_sec,
+        "seconds_to_first_step": history.first_step_seconds,
+        "wall_seconds": time.perf_counter() - self.started,
+        "resumed_from": history.resumed_from,
+        "dataset": self.source.name,
+        "model_dir": self.model_dir.root,
+        "checkpoint_dir": os.path.join(self.model_dir.root, CHECKPOINTS),
+    }
+    self.model_dir.write_metrics(metrics)
+    return metrics
+
+
+def _float(x) -> Optional[float]:
+  return None if x is None else float(x)
