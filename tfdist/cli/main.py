@@ -17,6 +17,7 @@ COMMANDS = {
     "train": ("tfdist.cli.train", "train a model under the right tf.distribute strategy"),
     "launch": ("tfdist.cli.launch", "start every task of a cluster spec on this machine"),
     "cluster": ("tfdist.cli.cluster", "validate a cluster spec, print a task's TF_CONFIG"),
+    "bench": ("tfdist.cli.bench", "measure overhead, scaling, input and start-up; plot them"),
 }
 
 USAGE = "usage: tfdist COMMAND [flags]   (tfdist COMMAND --help for its flags)\n\ncommands:\n" + \

@@ -61,6 +61,8 @@ _FIELD_FLAGS = {
         "model_dir", None, "Checkpoints, backups, TensorBoard, export, metrics.json.")),
     "loop": ("train.loop", flags.DEFINE_string(
         "loop", None, "fit (Keras model.fit) or custom (tfdist's custom training loop).")),
+    "mixed_precision": ("train.mixed_precision", flags.DEFINE_string(
+        "mixed_precision", None, "off, bfloat16 (CPUs with AVX512_BF16/AMX) or float16 (GPUs).")),
     "steps_per_loop": ("train.steps_per_loop", flags.DEFINE_integer(
         "steps_per_loop", None, "Custom loop: train steps per tf.function call.")),
     "backup_every_steps": ("train.backup_every_steps", flags.DEFINE_integer(

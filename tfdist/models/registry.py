@@ -29,7 +29,8 @@ def cnn(input_shape: Sequence[int], num_classes: int) -> keras.Model:
       keras.layers.Flatten(),
       keras.layers.Dropout(0.25),
       keras.layers.Dense(128, activation="relu"),
-      keras.layers.Dense(num_classes),
+      # float32 logits keep the loss stable under a mixed-precision policy.
+      keras.layers.Dense(num_classes, dtype="float32"),
   ], name="cnn")
 
 
@@ -40,7 +41,8 @@ def mlp(input_shape: Sequence[int], num_classes: int) -> keras.Model:
       keras.layers.Flatten(),
       keras.layers.Dense(256, activation="relu"),
       keras.layers.Dense(256, activation="relu"),
-      keras.layers.Dense(num_classes),
+      # float32 logits keep the loss stable under a mixed-precision policy.
+      keras.layers.Dense(num_classes, dtype="float32"),
   ], name="mlp")
 
 

@@ -21,7 +21,8 @@ class RunMeter(keras.callbacks.Callback):
   and step this callback sees are the resume point.
   """
 
-  def __init__(self, global_batch_size: int, on_first_step: Optional[Callable[[], None]] = None):
+  def __init__(self, global_batch_size: int, on_first_step: Optional[Callable[[], None]] = None,
+               started: Optional[float] = None):
     super().__init__()
     # It never reads `logs`, so Keras may run it under ParameterServerStrategy, where batch
     # hooks fire as steps are scheduled (epoch ends still wait for the steps to finish).
@@ -32,14 +33,15 @@ class RunMeter(keras.callbacks.Callback):
     self.epoch_rates: list[float] = []
     self.epochs_completed = 0
     self.first_step_seconds: Optional[float] = None
-    self._train_start = 0.0
+    self._started = started  # time.perf_counter() at process start, if known
     self._first_seen = False
     self._epoch_start = 0.0
     self._epoch_first_step: Optional[int] = None
     self._last_step = -1
 
   def on_train_begin(self, logs=None):
-    self._train_start = time.perf_counter()
+    if self._started is None:
+      self._started = time.perf_counter()
 
   def on_epoch_begin(self, epoch, logs=None):
     self._epoch = epoch
@@ -60,7 +62,7 @@ class RunMeter(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     self._last_step = batch
     if self.first_step_seconds is None:
-      self.first_step_seconds = time.perf_counter() - self._train_start
+      self.first_step_seconds = time.perf_counter() - self._started
       if self.on_first_step:
         self.on_first_step()
 

@@ -147,7 +147,6 @@ class CustomLoop:
     writer = (tf.summary.create_file_writer(os.path.join(model_dir.tensorboard, "train"))
               if self.run.is_chief else None)
     iterator = self._iterator()
-    started = time.perf_counter()
     rates = []
     try:
       for epoch in range(int(self.epoch.numpy()), options.epochs):
@@ -167,7 +166,7 @@ class CustomLoop:
           step += count
           since_backup += count
           if history.first_step_seconds is None:
-            history.first_step_seconds = time.perf_counter() - started
+            history.first_step_seconds = time.perf_counter() - self.run.started
             if self.on_first_step:
               self.on_first_step()
           if (options.backup_every_steps and since_backup >= options.backup_every_steps

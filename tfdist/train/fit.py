@@ -64,7 +64,7 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
   data = keras.utils.experimental.DatasetCreator(
       source.train_input_fn(global_batch_size, seed=options.seed))
 
-  meter = RunMeter(global_batch_size, on_first_step)
+  meter = RunMeter(global_batch_size, on_first_step, started=run.started)
   callbacks = [
       # Backup first: it restores before the meter sees the first step.
       keras.callbacks.BackupAndRestore(

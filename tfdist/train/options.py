@@ -6,6 +6,7 @@ import dataclasses
 from typing import Optional
 
 LOOPS = ("fit", "custom")
+MIXED_PRECISION = ("off", "bfloat16", "float16")
 
 
 class TrainOptionsError(ValueError):
@@ -25,6 +26,8 @@ class TrainOptions:
     steps_per_execution: train steps per tf.function call in `fit`.
     steps_per_loop: train steps per tf.function call in the custom loop.
     export: save the trained model (SavedModel) under model_dir/export.
+    mixed_precision: `off`, `bfloat16` (CPUs with AVX512_BF16/AMX, TPUs, recent GPUs) or
+      `float16` (GPUs; `fit` only, which scales the loss).
   """
 
   model_dir: str = "/tmp/tfdist/mnist5k"
@@ -34,9 +37,10 @@ class TrainOptions:
   seed: Optional[int] = 42
   loop: str = "fit"
   backup_every_steps: int = 50
-  steps_per_execution: int = 1
-  steps_per_loop: int = 1
+  steps_per_execution: int = 10
+  steps_per_loop: int = 10
   export: bool = True
+  mixed_precision: str = "off"
 
   def __post_init__(self):
     _positive_int("train.epochs", self.epochs)
@@ -50,6 +54,12 @@ class TrainOptions:
     if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
       raise TrainOptionsError(
           f"`train.learning_rate` ({self.learning_rate!r}) must be a positive number")
+    if self.mixed_precision not in MIXED_PRECISION:
+      raise TrainOptionsError(f"`train.mixed_precision` ({self.mixed_precision!r}) must be one of "
+                              f"{', '.join(MIXED_PRECISION)}")
+    if self.mixed_precision == "float16" and self.loop == "custom":
+      raise TrainOptionsError("`train.mixed_precision` ('float16') needs loss scaling, which only "
+                              "`train.loop=fit` does; use bfloat16 with the custom loop")
     if self.loop not in LOOPS:
       raise TrainOptionsError(f"`train.loop` ({self.loop!r}) must be one of {', '.join(LOOPS)}")
     if not self.model_dir or not isinstance(self.model_dir, str):

@@ -1,0 +1,1 @@
+"""`tfdist bench`: what tfdist costs, what it gains, where the time goes (measured, never asserted)."""
