@@ -81,29 +81,28 @@ def test_large_variables_are_split_over_the_ps_tasks(tmp_path, min_bytes, shards
   assert len(devices["bias"]) == 1  # small variables stay whole
 
 
-def test_losing_a_worker_does_not_stop_training(tmp_path, data_dir):
+def train_and_kill(tmp_path, data_dir, trigger, victim):
+  """A 6-epoch PSS job with --restarts=1; SIGKILLs `victim` at `trigger`. Returns (output, metrics)."""
   model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
   proc = start_launch(os.path.join(SPECS, "local-ps.yaml"), log_dir,
                       ["tfdist", "train", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
                        "--epochs=6", *THREAD_FLAGS], launch_args=["--restarts=1"])
-  code, output = kill_when(proc, "[chief:0] Epoch 3/6", log_dir, "worker:1")
+  code, output = kill_when(proc, trigger, log_dir, victim)
   assert code == 0, output[-4000:]
+  return output, read_metrics(model_dir)
+
+
+def test_losing_a_worker_does_not_stop_training(tmp_path, data_dir):
+  output, metrics = train_and_kill(tmp_path, data_dir, "[chief:0] Epoch 3/6", "worker:1")
   assert "[launch] worker:1 exited with status -9" in output
   assert "[launch] worker lost: worker:1; training goes on with the other workers; restarting worker:1" in output
   assert "restarting every task" not in output
-  metrics = read_metrics(model_dir)
   assert metrics["epochs_completed"] == 6 and metrics["resumed_from"] is None
 
 
 def test_losing_the_ps_restarts_the_job_from_its_backup(tmp_path, data_dir):
-  model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
-  proc = start_launch(os.path.join(SPECS, "local-ps.yaml"), log_dir,
-                      ["tfdist", "train", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
-                       "--epochs=6", *THREAD_FLAGS], launch_args=["--restarts=1"])
-  code, output = kill_when(proc, "[chief:0] Epoch 4/6", log_dir, "ps:0")
-  assert code == 0, output[-4000:]
+  output, metrics = train_and_kill(tmp_path, data_dir, "[chief:0] Epoch 4/6", "ps:0")
   assert "[launch] job failed (ps:0 exited with status -9); restarting every task" in output
-  metrics = read_metrics(model_dir)
   assert metrics["resumed_from"] is not None and metrics["resumed_from"]["epoch"] >= 3
   assert metrics["epochs_completed"] == 6 and metrics["eval_accuracy"] >= 0.93
   assert re.search(r"\[chief:0\] .*Resumed from backup at epoch \d+ after step 0", output)

@@ -66,10 +66,11 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
 
   meter = RunMeter(global_batch_size, on_first_step, started=run.started)
   callbacks = [
-      # Backup first: it restores before the meter sees the first step.
+      # First, so an epoch's time ends before the epoch-end saves. (Backups restore in
+      # on_train_begin, before fit picks the first epoch and step the meter sees.)
+      meter,
       keras.callbacks.BackupAndRestore(
           model_dir.backup, save_freq=backup_frequency(strategy, options), delete_checkpoint=True),
-      meter,
       keras.callbacks.ModelCheckpoint(
           os.path.join(model_dir.checkpoints, "ckpt-{epoch:04d}"), save_weights_only=True),
       keras.callbacks.TensorBoard(model_dir.tensorboard, update_freq="epoch"),
