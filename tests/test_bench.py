@@ -18,7 +18,7 @@ def test_tiny_bench_writes_json_markdown_and_png(tmp_path, data_dir):
   medians = results["overhead"]["median_examples_per_sec"]
   assert set(medians) == {"handwritten", "tfdist_equal", "tfdist_defaults"}
   assert all(v > 0 for v in medians.values())
-  assert set(results["scaling"]) == {"1 worker", "2 workers (MWMS)", "PSS (2 workers + 1 ps)"}
+  assert set(results["scaling"]) == {"1 worker (MWMS)", "2 workers (MWMS)", "PSS (2 workers + 1 ps)"}
   assert results["scaling"]["2 workers (MWMS)"]["strategy"] == "MultiWorkerMirroredStrategy"
   assert results["input"]["examples_per_sec"] > 0
   assert len(results["startup_seconds"]) == 3

@@ -64,8 +64,9 @@ def write_plot(results: dict, out_dir: str) -> str:
   _bars(axes[0][1], "Scaling (examples/s; label: efficiency)", list(s),
         [r["examples_per_sec"] for r in s.values()],
         [f"{r['efficiency']:.2f}" for r in s.values()])
-  _bars(axes[1][0], "Input pipeline vs training (examples/s)", ["input alone", "training"],
-        [i["examples_per_sec"], i["training_consumes"]])
+  _bars(axes[1][0], "Input pipeline vs training (examples/s, log scale)",
+        ["input alone", "training"], [i["examples_per_sec"], i["training_consumes"]])
+  axes[1][0].set_yscale("log")
   startup = results["startup_seconds"]
   _bars(axes[1][1], "Start-up to first step (s)", list(startup), list(startup.values()))
   fig.suptitle(f"tfdist bench ({results['mode']}, {results['machine']})")

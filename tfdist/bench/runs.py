@@ -126,21 +126,21 @@ def scaling(settings: BenchSettings) -> dict:
   """1 worker vs 2 MWMS workers vs PSS (2 workers + 1 ps), 1 thread per task, same global batch."""
   threads = ["--intra_op_threads=1", "--inter_op_threads=1",
              f"--global_batch_size={settings.scaling_batch}"]
-  runs = {
-      "1 worker": tfdist_train("1 worker", settings, "--strategy=multi_worker_mirrored", *threads),
-      "2 workers (MWMS)": tfdist_launch("2 workers", os.path.join(SPECS, "local-2workers.yaml"),
-                                        settings, *threads),
-      "PSS (2 workers + 1 ps)": tfdist_launch("parameter servers",
-                                              os.path.join(SPECS, "local-ps.yaml"), settings,
-                                              *threads),
+  runs = {  # name: (computing workers, metrics)
+      "1 worker (MWMS)": (1, tfdist_train("1 worker", settings,
+                                          "--strategy=multi_worker_mirrored", *threads)),
+      "2 workers (MWMS)": (2, tfdist_launch("2 workers", os.path.join(SPECS, "local-2workers.yaml"),
+                                            settings, *threads)),
+      "PSS (2 workers + 1 ps)": (2, tfdist_launch("parameter servers",
+                                                  os.path.join(SPECS, "local-ps.yaml"), settings,
+                                                  *threads)),
   }
-  base = runs["1 worker"]["examples_per_sec"]
-  return {name: {"examples_per_sec": m["examples_per_sec"],
-                 "workers": 1 if name == "1 worker" else 2,
-                 "efficiency": m["examples_per_sec"] / (base * (1 if name == "1 worker" else 2)),
+  base = runs["1 worker (MWMS)"][1]["examples_per_sec"]
+  return {name: {"examples_per_sec": m["examples_per_sec"], "workers": workers,
+                 "efficiency": m["examples_per_sec"] / (base * workers),
                  "seconds_to_first_step": m["seconds_to_first_step"],
                  "strategy": m["strategy"]}
-          for name, m in runs.items()}
+          for name, (workers, m) in runs.items()}
 
 
 def input_pipeline(settings: BenchSettings, consumption: float, batches: int = 300) -> dict:

@@ -52,7 +52,7 @@ def main(argv: Sequence[str]) -> int:
       "overhead": overhead,
       "scaling": scaling,
       "input": input_rate,
-      "startup_seconds": {f"{r['strategy']} ({name})": r["seconds_to_first_step"]
+      "startup_seconds": {name: r["seconds_to_first_step"]
                           for name, r in scaling.items()},
       "mixed_precision": precision,
       "bench_seconds": None,

@@ -30,13 +30,20 @@ def compile_if_needed(model: keras.Model, options: TrainOptions) -> keras.Model:
 
 
 def backup_frequency(strategy: tf.distribute.Strategy, options: TrainOptions):
-  """Steps between backups; tf_keras backs up ParameterServerStrategy only at epoch ends."""
-  if uses_coordinator(strategy) and options.backup_every_steps:
+  """BackupAndRestore's `save_freq` for `backup_every_steps`.
+
+  tf_keras counts its batch hooks, which run once per `steps_per_execution`
+  steps, so the interval is converted (and rounded down to whole executions).
+  It backs up ParameterServerStrategy only at epoch ends.
+  """
+  if not options.backup_every_steps:
+    return "epoch"
+  if uses_coordinator(strategy):
     logging.info("Backups at epoch ends: tf_keras cannot back up parameter-server training "
                  "mid-epoch (--backup_every_steps=%d applies to the other strategies)",
                  options.backup_every_steps)
     return "epoch"
-  return options.backup_every_steps or "epoch"
+  return max(1, options.backup_every_steps // options.steps_per_execution)
 
 
 def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
