@@ -153,16 +153,14 @@ class CustomLoop:
         self.epoch.assign(epoch)
         first = int(self.step_in_epoch.numpy())
         epoch_start, totals, step = time.perf_counter(), [0.0, 0.0, 0.0], first
-        since_backup = 0
+        since_backup, pending = 0, []
         while step < steps_per_epoch:
           count = min(options.steps_per_loop, steps_per_epoch - step)
           result = self._call(iterator, count)
           if self.coordinator is None:
             totals = [t + float(v) for t, v in zip(totals, result)]
           else:
-            pending = getattr(self, "_pending", [])
-            pending.append(result)
-            self._pending = pending
+            pending.append(result)  # RemoteValues, fetched once the epoch's steps are done
           step += count
           since_backup += count
           if history.first_step_seconds is None:
@@ -176,9 +174,8 @@ class CustomLoop:
             since_backup = 0
         if self.coordinator is not None:
           self.coordinator.join()
-          for result in self._pending:
+          for result in pending:
             totals = [t + float(v) for t, v in zip(totals, result.fetch())]
-          self._pending = []
         seconds = time.perf_counter() - epoch_start
         steps_done = step - first
         loss = totals[0] / max(steps_done, 1)
