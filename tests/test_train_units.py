@@ -12,3 +12,32 @@ def test_backup_interval_counts_steps_not_executions():
   assert backup_frequency(default, TrainOptions(backup_every_steps=5, steps_per_execution=10)) == 1
   assert backup_frequency(default, TrainOptions(backup_every_steps=50, steps_per_execution=1)) == 50
   assert backup_frequency(default, TrainOptions(backup_every_steps=0)) == "epoch"
+
+
+def test_mixed_precision_auto_is_bfloat16_only_where_native_and_safe():
+  from tfdist.train import precision
+  decide = precision.decide
+  assert decide("auto", builtin_model=True, gpu=False, native_bfloat16=True)[0] == "bfloat16"
+  assert decide("auto", builtin_model=False, gpu=False, native_bfloat16=True)[0] == "off"
+  assert decide("auto", builtin_model=True, gpu=True, native_bfloat16=True)[0] == "off"
+  assert decide("auto", builtin_model=True, gpu=False, native_bfloat16=False)[0] == "off"
+  assert decide("float16", builtin_model=False, gpu=True, native_bfloat16=False) == (
+      "float16", "--mixed_precision=float16")
+
+
+def test_native_bfloat16_reads_cpu_flags(tmp_path):
+  from tfdist.train import precision
+  (tmp_path / "yes").write_text("flags\t: fpu avx512f avx512_bf16 amx_tile\n")
+  (tmp_path / "no").write_text("flags\t: fpu avx2\n")
+  assert precision.cpu_has_native_bfloat16(str(tmp_path / "yes"))
+  assert not precision.cpu_has_native_bfloat16(str(tmp_path / "no"))
+  assert not precision.cpu_has_native_bfloat16(str(tmp_path / "missing"))
+
+
+def test_float16_needs_fit():
+  import pytest
+  from tfdist.train import TrainOptionsError
+  with pytest.raises(TrainOptionsError, match="needs loss scaling"):
+    TrainOptions(loop="custom", mixed_precision="float16")
+  with pytest.raises(TrainOptionsError, match="`train.mixed_precision`"):
+    TrainOptions(mixed_precision="int8")

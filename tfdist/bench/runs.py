@@ -12,6 +12,8 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
+from tfdist.train import precision
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HANDWRITTEN = os.path.join(REPO, "benchmarks", "handwritten.py")
 SPECS = os.path.join(REPO, "configs", "clusters")
@@ -29,21 +31,24 @@ class BenchSettings:
     epochs: epochs per training run (examples/s excludes the first).
     steps_per_epoch: None: one pass over mnist5k's train split.
     reps: alternating repetitions (A B C A B C ...) for the overhead comparison.
-    scaling_batch: global batch for the scaling runs (larger: more compute per all-reduce).
+    scaling_batch: global batch for the scaling runs: large, so each step is compute-bound
+      (more compute per all-reduce), as the scaling target asks.
+    scaling_steps: steps per epoch in the scaling runs (mnist5k has only 3 batches of 1024).
     data_dir: TFDS data dir (None: TFDS's default).
   """
 
   epochs: int = 3
   steps_per_epoch: Optional[int] = None
   reps: int = 2
-  scaling_batch: int = 256
+  scaling_batch: int = 1024
+  scaling_steps: int = 15
   data_dir: Optional[str] = None
 
   @classmethod
   def mode(cls, name: str, data_dir: Optional[str] = None) -> "BenchSettings":
-    sizes = {"tiny": cls(epochs=2, steps_per_epoch=4, reps=1, scaling_batch=64),
+    sizes = {"tiny": cls(epochs=2, steps_per_epoch=4, reps=1, scaling_batch=64, scaling_steps=4),
              "quick": cls(epochs=3, reps=2),
-             "full": cls(epochs=5, reps=3)}
+             "full": cls(epochs=5, reps=3, scaling_steps=30)}
     return dataclasses.replace(sizes[name], data_dir=data_dir)
 
   def train_flags(self) -> list[str]:
@@ -106,13 +111,13 @@ def overhead(settings: BenchSettings) -> dict:
   """tfdist vs the hand-written script, alternating A B C A B C; medians of examples/s.
 
   A: tfdist at the script's settings (steps_per_execution=1); B: the script;
-  C: tfdist with its defaults.
+  C: tfdist with its defaults (on a CPU with native bfloat16 that includes bfloat16).
   """
   rates: dict[str, list[float]] = {"tfdist_equal": [], "handwritten": [], "tfdist_defaults": []}
   for _ in range(settings.reps):
     rates["tfdist_equal"].append(tfdist_train(
         "tfdist (equal settings)", settings, "--strategy=mirrored",
-        "--steps_per_execution=1")["examples_per_sec"])
+        "--steps_per_execution=1", "--mixed_precision=off")["examples_per_sec"])
     rates["handwritten"].append(handwritten(settings)["examples_per_sec"])
     rates["tfdist_defaults"].append(tfdist_train(
         "tfdist (defaults)", settings, "--strategy=mirrored")["examples_per_sec"])
@@ -126,6 +131,7 @@ def scaling(settings: BenchSettings) -> dict:
   """1 worker vs 2 MWMS workers vs PSS (2 workers + 1 ps), 1 thread per task, same global batch."""
   threads = ["--intra_op_threads=1", "--inter_op_threads=1",
              f"--global_batch_size={settings.scaling_batch}"]
+  settings = dataclasses.replace(settings, steps_per_epoch=settings.scaling_steps)
   runs = {  # name: (computing workers, metrics)
       "1 worker (MWMS)": (1, tfdist_train("1 worker", settings,
                                           "--strategy=multi_worker_mirrored", *threads)),
@@ -162,26 +168,18 @@ def input_pipeline(settings: BenchSettings, consumption: float, batches: int = 3
 
 
 def mixed_precision(settings: BenchSettings) -> dict:
-  """tfdist defaults with mixed precision: float16 on a GPU, bfloat16 on a CPU that has it."""
+  """tfdist defaults in float32 vs mixed precision: float16 on a GPU, bfloat16 on a CPU with it."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   if tf.config.list_physical_devices("GPU"):
     policy = "float16"
-  elif _cpu_has_bf16():
+  elif precision.cpu_has_native_bfloat16():
     policy = "bfloat16"
   else:
     return {"skipped": "no GPU, and the CPU has no native bfloat16 (AVX512_BF16/AMX)"}
-  plain = tfdist_train("fp32", settings, "--strategy=mirrored")["examples_per_sec"]
+  plain = tfdist_train("fp32", settings, "--strategy=mirrored",
+                       "--mixed_precision=off")["examples_per_sec"]
   mixed = tfdist_train(policy, settings, "--strategy=mirrored",
                        f"--mixed_precision={policy}")["examples_per_sec"]
   return {"policy": policy, "device": "GPU" if policy == "float16" else "CPU",
           "float32_examples_per_sec": plain, "mixed_examples_per_sec": mixed,
           "speedup": mixed / plain}
-
-
-def _cpu_has_bf16() -> bool:
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      flags = f.read()
-  except OSError:
-    return False
-  return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Optional, Sequence
 
@@ -11,8 +12,10 @@ from tfdist.cli import config as config_lib
 from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
 from tfdist.cluster import TaskConfig, TaskId, load_spec_file, tf_config
 from tfdist.data import per_replica_batch_size
+from tfdist.models import BUILTIN_MODELS
 from tfdist.strategy import ROLE_EVALUATOR, ROLE_SERVER
 from tfdist.strategy.startup import StartupWatchdog
+from tfdist.train import precision
 
 _CONFIG = flags.DEFINE_string("config", None, "YAML experiment file (configs/experiments/...).")
 _PARAMS_OVERRIDE = flags.DEFINE_string(
@@ -62,7 +65,8 @@ _FIELD_FLAGS = {
     "loop": ("train.loop", flags.DEFINE_string(
         "loop", None, "fit (Keras model.fit) or custom (tfdist's custom training loop).")),
     "mixed_precision": ("train.mixed_precision", flags.DEFINE_string(
-        "mixed_precision", None, "off, bfloat16 (CPUs with AVX512_BF16/AMX) or float16 (GPUs).")),
+        "mixed_precision", None, "auto (bfloat16 for built-in models on CPUs with native "
+        "bfloat16), off, bfloat16 or float16 (GPUs, fit only).")),
     "steps_per_loop": ("train.steps_per_loop", flags.DEFINE_integer(
         "steps_per_loop", None, "Custom loop: train steps per tf.function call.")),
     "backup_every_steps": ("train.backup_every_steps", flags.DEFINE_integer(
@@ -140,6 +144,12 @@ def main(argv: Sequence[str]) -> int:
     watchdog = StartupWatchdog(task_config, config.strategy.startup_timeout_s).arm()
   strategy = factory.make_strategy(config.strategy, task_config, choice)
   is_chief = task_config is None or task_config.is_chief
+  policy, reason = precision.decide(
+      config.train.mixed_precision, builtin_model=config.model.name in BUILTIN_MODELS,
+      gpu=devices.num_gpus() > 0, native_bfloat16=precision.cpu_has_native_bfloat16())
+  logging.info("Mixed precision: %s (%s)", policy, reason)
+  config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                 mixed_precision=policy))
   train = train_with_custom_loop if config.train.loop == "custom" else train_with_fit
   _, metrics = train(
       strategy=strategy, source=source, model_fn=model_fn, options=config.train,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from tfdist.train.precision import POLICIES as MIXED_PRECISION
+
 LOOPS = ("fit", "custom")
-MIXED_PRECISION = ("off", "bfloat16", "float16")
 
 
 class TrainOptionsError(ValueError):
@@ -26,8 +27,9 @@ class TrainOptions:
     steps_per_execution: train steps per tf.function call in `fit`.
     steps_per_loop: train steps per tf.function call in the custom loop.
     export: save the trained model (SavedModel) under model_dir/export.
-    mixed_precision: `off`, `bfloat16` (CPUs with AVX512_BF16/AMX, TPUs, recent GPUs) or
-      `float16` (GPUs; `fit` only, which scales the loss).
+    mixed_precision: `auto` (bfloat16 for tfdist's own models on CPUs with native bfloat16,
+      else float32; see precision.py), `off`, `bfloat16`, or `float16` (GPUs; `fit` only,
+      which scales the loss). Library calls treat `auto` as `off`: the CLI decides it.
   """
 
   model_dir: str = "/tmp/tfdist/mnist5k"
@@ -40,7 +42,7 @@ class TrainOptions:
   steps_per_execution: int = 10
   steps_per_loop: int = 10
   export: bool = True
-  mixed_precision: str = "off"
+  mixed_precision: str = "auto"
 
   def __post_init__(self):
     _positive_int("train.epochs", self.epochs)

@@ -63,8 +63,9 @@ class Run:
     if self.options.seed is not None:
       keras.utils.set_random_seed(self.options.seed)
     # Before any model is built: layers take the global policy when created.
+    policy = self.options.mixed_precision
     keras.mixed_precision.set_global_policy(
-        "float32" if self.options.mixed_precision == "off" else f"mixed_{self.options.mixed_precision}")
+        "float32" if policy in ("off", "auto") else f"mixed_{policy}")
 
   def finish(self, model: keras.Model, history: TrainHistory) -> dict:
     """Exports, evaluates (chief) and writes metrics.json; returns the metrics."""
@@ -78,7 +79,8 @@ class Run:
     metrics = {
         "strategy": strategy_class_name(self.strategy),
         "loop": self.options.loop,
-        "mixed_precision": self.options.mixed_precision,
+        "mixed_precision": ("off" if self.options.mixed_precision == "auto"
+                            else self.options.mixed_precision),
         "num_workers": self.num_workers,
         "num_replicas": self.strategy.num_replicas_in_sync,
         "global_batch_size": self.global_batch_size,
