@@ -47,17 +47,17 @@ def test_custom_and_fit_give_the_same_loss_curve(tmp_path, data_dir):
 def test_custom_loop_resumes_from_its_backup(tmp_path, data_dir):
   """SIGKILL a one-process custom-loop run mid-epoch; the same command resumes it."""
   model_dir = tmp_path / "run"
-  args = [sys.executable, "-m", "tfdist", "train", "--loop=custom", "--epochs=3",
-          "--global_batch_size=16",
+  # 600 steps of 16 examples: an epoch lasts over a second, so the kill lands mid-epoch 2.
+  args = [sys.executable, "-m", "tfdist", "train", "--loop=custom", "--epochs=2",
+          "--global_batch_size=16", "--steps_per_epoch=600",
           "--backup_every_steps=10", "--steps_per_loop=5", f"--data_dir={data_dir}",
           f"--model_dir={model_dir}", *THREAD_FLAGS]
   proc = subprocess.Popen(args, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True)
   for line in proc.stdout:
-    if line.startswith("Epoch 1/3"):
+    if line.startswith("Epoch 1/2"):
       break
-  # Epoch 2 (250 steps of 16, about 2 s) is under way: kill it after a few backups.
-  time.sleep(0.8)
+  time.sleep(0.5)  # epoch 2 is under way, past its first backups (every 10 steps)
   proc.send_signal(signal.SIGKILL)
   proc.wait(timeout=60)
   result = subprocess.run(args, cwd=REPO, env=cli_env(), capture_output=True, text=True,
@@ -66,7 +66,7 @@ def test_custom_loop_resumes_from_its_backup(tmp_path, data_dir):
   metrics = read_metrics(model_dir)
   assert metrics["resumed_from"]["epoch"] == 2 and metrics["resumed_from"]["step"] >= 10
   assert "Resumed from backup at epoch 2 after step" in result.stderr
-  assert metrics["epochs_completed"] == 3 and metrics["train_loss_history"][-1] < 0.3
+  assert metrics["epochs_completed"] == 2 and metrics["train_loss_history"][-1] < 0.3
   assert not (model_dir / "backup").exists()
 
 
