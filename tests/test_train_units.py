@@ -41,3 +41,11 @@ def test_float16_needs_fit():
     TrainOptions(loop="custom", mixed_precision="float16")
   with pytest.raises(TrainOptionsError, match="`train.mixed_precision`"):
     TrainOptions(mixed_precision="int8")
+
+
+def test_checkpoint_names_round_trip():
+  from tfdist.train.outputs import CHECKPOINT_TEMPLATE, checkpoint_epoch
+  assert CHECKPOINT_TEMPLATE.format(epoch=7) == "ckpt-0007"
+  assert checkpoint_epoch("/m/checkpoints/" + CHECKPOINT_TEMPLATE.format(epoch=12)) == 12
+  assert checkpoint_epoch("/m/checkpoints/ckpt-0003.index") is None
+  assert checkpoint_epoch("/m/checkpoints/checkpoint") is None

@@ -75,24 +75,29 @@ def _run(name: str, command: Sequence[str], timeout: float) -> str:
   return result.stdout
 
 
-def tfdist_train(name: str, settings: BenchSettings, *flags: str, timeout: float = 600) -> dict:
-  """`tfdist train` in a fresh process; returns its metrics.json."""
+def _train_metrics(name: str, launch: Sequence[str], settings: BenchSettings,
+                   flags: Sequence[str], timeout: float) -> dict:
+  """Runs `[tfdist launch ... --] tfdist train` into a temp model dir; returns its metrics.json."""
   with tempfile.TemporaryDirectory(prefix="tfdist-bench-") as model_dir:
-    _run(name, [sys.executable, "-m", "tfdist", "train", f"--model_dir={model_dir}",
-                *settings.train_flags(), *flags], timeout)
+    prefix = [sys.executable, "-m", "tfdist"]
+    if launch:
+      prefix += ["launch", *launch, f"--log_dir={os.path.join(model_dir, 'logs')}", "--",
+                 "tfdist"]
+    _run(name, [*prefix, "train", f"--model_dir={model_dir}", *settings.train_flags(), *flags],
+         timeout)
     with open(os.path.join(model_dir, "metrics.json"), encoding="utf-8") as f:
       return json.load(f)
+
+
+def tfdist_train(name: str, settings: BenchSettings, *flags: str, timeout: float = 600) -> dict:
+  """`tfdist train` in a fresh process; returns its metrics.json."""
+  return _train_metrics(name, (), settings, flags, timeout)
 
 
 def tfdist_launch(name: str, spec: str, settings: BenchSettings, *flags: str,
                   timeout: float = 600) -> dict:
   """`tfdist launch SPEC -- tfdist train` on this machine; returns the chief's metrics.json."""
-  with tempfile.TemporaryDirectory(prefix="tfdist-bench-") as model_dir:
-    _run(name, [sys.executable, "-m", "tfdist", "launch", f"--cluster_spec={spec}",
-                f"--log_dir={os.path.join(model_dir, 'logs')}", "--", "tfdist", "train",
-                f"--model_dir={model_dir}", *settings.train_flags(), *flags], timeout)
-    with open(os.path.join(model_dir, "metrics.json"), encoding="utf-8") as f:
-      return json.load(f)
+  return _train_metrics(name, (f"--cluster_spec={spec}",), settings, flags, timeout)
 
 
 def handwritten(settings: BenchSettings, timeout: float = 600) -> dict:

@@ -21,11 +21,10 @@ def main(argv: Sequence[str]) -> int:
   action, path = argv[1], argv[2]
   spec = load_spec_file(path)
   if action == "validate":
-    tasks = ", ".join(str(t) for t in spec.tasks())
+    tasks = list(spec.tasks())
     # The choice a trainer would make on this cluster (auto, no GPUs assumed).
-    first = next(t for t in spec.tasks())
-    choice = choose(StrategyOptions(), tf_config.TaskConfig(spec, first), num_gpus=0)
-    print(f"{path}: valid; {len(list(spec.tasks()))} task(s): {tasks}; "
+    choice = choose(StrategyOptions(), tf_config.TaskConfig(spec, tasks[0]), num_gpus=0)
+    print(f"{path}: valid; {len(tasks)} task(s): {', '.join(map(str, tasks))}; "
           f"--strategy=auto picks {choice.class_name}")
     return EXIT_OK
   if not _TASK.value:

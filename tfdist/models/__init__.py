@@ -6,7 +6,8 @@ Options and errors import no TensorFlow; the registry loads on first use.
 from tfdist import _lazy
 from tfdist.models.options import BUILTIN_MODELS, ModelError, ModelOptions
 
-_LAZY = {"REGISTRY": "registry", "ModelFn": "registry", "resolve": "registry"}
+_LAZY = {"REGISTRY": "registry", "ModelFn": "registry", "resolve": "registry",
+         "outputs_probabilities": "registry"}
 
 __all__ = ["BUILTIN_MODELS", "ModelError", "ModelOptions", *_LAZY]
 

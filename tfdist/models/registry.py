@@ -50,6 +50,11 @@ REGISTRY: dict[str, ModelFn] = {"cnn": cnn, "mlp": mlp}
 assert tuple(REGISTRY) == BUILTIN_MODELS
 
 
+def outputs_probabilities(model: keras.Model) -> bool:
+  """True when the last layer is a softmax; tfdist's own models output logits."""
+  return getattr(model.layers[-1], "activation", None) is keras.activations.softmax
+
+
 def resolve(name: str) -> ModelFn:
   """A registry name, or `package.module:function` importable from sys.path.
 

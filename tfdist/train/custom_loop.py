@@ -26,9 +26,10 @@ import tf_keras as keras
 from absl import logging
 
 from tfdist.data import DatasetSource
-from tfdist.models import ModelFn
+from tfdist.models import ModelFn, outputs_probabilities
 from tfdist.train.callbacks import log_resume
 from tfdist.train.options import TrainOptions
+from tfdist.train.outputs import CHECKPOINT_TEMPLATE, CHECKPOINTS
 from tfdist.train.run import Run, TrainHistory, uses_coordinator
 
 # (model, features, labels) -> (per-example losses [batch], predictions [batch, classes])
@@ -39,9 +40,8 @@ def cross_entropy_step(model: keras.Model, features: tf.Tensor,
                        labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   """The default step loss: sparse cross-entropy on the model's logits (or probabilities)."""
   predictions = model(features, training=True)
-  from_logits = getattr(model.layers[-1], "activation", None) is not keras.activations.softmax
-  losses = keras.losses.sparse_categorical_crossentropy(labels, predictions,
-                                                        from_logits=from_logits)
+  losses = keras.losses.sparse_categorical_crossentropy(
+      labels, predictions, from_logits=not outputs_probabilities(model))
   return losses, predictions
 
 
@@ -201,8 +201,8 @@ class CustomLoop:
   def _save_epoch(self, epoch: int, manager, writer, loss: float, accuracy: float,
                   rate: float) -> None:
     """Epoch-end outputs: a weights checkpoint (as fit writes it), the backup, TensorBoard."""
-    with self.run.model_dir.write_dir("checkpoints") as ckpt_dir:
-      self.model.save_weights(os.path.join(ckpt_dir, f"ckpt-{epoch:04d}"))
+    with self.run.model_dir.write_dir(CHECKPOINTS) as ckpt_dir:
+      self.model.save_weights(os.path.join(ckpt_dir, CHECKPOINT_TEMPLATE.format(epoch=epoch)))
     manager.save()
     if writer is not None:
       with writer.as_default():

@@ -11,19 +11,20 @@ import tf_keras as keras
 from absl import logging
 
 from tfdist.data import DatasetSource
-from tfdist.models import ModelFn
+from tfdist.models import ModelFn, outputs_probabilities
 from tfdist.train.callbacks import RunMeter
 from tfdist.train.options import TrainOptions
+from tfdist.train.outputs import CHECKPOINT_TEMPLATE
 from tfdist.train.run import Run, TrainHistory, uses_coordinator
 
 
 def compile_if_needed(model: keras.Model, options: TrainOptions) -> keras.Model:
   """Compiles an uncompiled model with Adam and sparse cross-entropy on logits."""
   if model.optimizer is None or not model._is_compiled:  # pylint: disable=protected-access
-    outputs_probabilities = getattr(model.layers[-1], "activation", None) is keras.activations.softmax
     model.compile(
         optimizer=keras.optimizers.Adam(options.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities),
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=not outputs_probabilities(model)),
         metrics=["accuracy"],
         steps_per_execution=options.steps_per_execution)
   return model
@@ -79,7 +80,7 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
       keras.callbacks.BackupAndRestore(
           model_dir.backup, save_freq=backup_frequency(strategy, options), delete_checkpoint=True),
       keras.callbacks.ModelCheckpoint(
-          os.path.join(model_dir.checkpoints, "ckpt-{epoch:04d}"), save_weights_only=True),
+          os.path.join(model_dir.checkpoints, CHECKPOINT_TEMPLATE), save_weights_only=True),
       keras.callbacks.TensorBoard(model_dir.tensorboard, update_freq="epoch"),
   ]
   history = model.fit(data, epochs=options.epochs, steps_per_epoch=run.steps_per_epoch,

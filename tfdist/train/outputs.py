@@ -1,8 +1,8 @@
 """The model dir: where each output goes, and who writes it.
 
-Only the chief writes into `model_dir` (and the sidecar evaluator into `eval/`). Under MultiWorkerMirroredStrategy every
-worker must still take part in saving; the others write into a temporary dir
-that is removed once written.
+Only the chief writes into `model_dir` (the sidecar evaluator into `eval/`).
+Under MultiWorkerMirroredStrategy every worker must still take part in saving;
+the others write into a temporary dir that is removed once written.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Iterator, Optional
 
 CHECKPOINTS = "checkpoints"
 BACKUP = "backup"
@@ -20,6 +21,24 @@ TENSORBOARD = "tensorboard"
 EXPORT = "export"
 METRICS = "metrics.json"
 EVAL = "eval"  # the sidecar evaluator's outputs
+# Per-epoch weights, as Keras ModelCheckpoint formats it; the custom loop and the evaluator agree.
+CHECKPOINT_TEMPLATE = "ckpt-{epoch:04d}"
+_CHECKPOINT_EPOCH = re.compile(r"ckpt-(\d+)$")
+
+
+def checkpoint_epoch(path: str) -> Optional[int]:
+  """The epoch of a `ckpt-NNNN` checkpoint path, or None for anything else."""
+  match = _CHECKPOINT_EPOCH.search(path)
+  return int(match.group(1)) if match else None
+
+
+def write_json(path: str, content: dict) -> None:
+  """Writes `content` so that readers never see a half-written file."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(content, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
 
 
 class ModelDir:
@@ -44,10 +63,6 @@ class ModelDir:
   @property
   def tensorboard(self) -> str:
     return self.path(TENSORBOARD)
-
-  @property
-  def export(self) -> str:
-    return self.path(EXPORT)
 
   def remove_backup(self) -> None:
     """A finished run needs no backup (BackupAndRestore leaves its empty dir)."""
@@ -74,9 +89,5 @@ class ModelDir:
     if not self.is_chief:
       return path
     os.makedirs(self.root, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(metrics, f, indent=2, sort_keys=True)
-      f.write("\n")
-    os.replace(tmp, path)
+    write_json(path, metrics)
     return path

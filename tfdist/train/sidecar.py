@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
-import re
 import time
 from typing import Optional
 
@@ -16,9 +14,7 @@ from tfdist.data import DatasetSource
 from tfdist.models import ModelFn
 from tfdist.train import evaluate
 from tfdist.train.options import TrainOptions
-from tfdist.train.outputs import EVAL, METRICS, ModelDir
-
-_EPOCH_RE = re.compile(r"ckpt-(\d+)\.index$")
+from tfdist.train.outputs import EVAL, METRICS, ModelDir, checkpoint_epoch, write_json
 
 
 def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, options: TrainOptions,
@@ -37,25 +33,26 @@ def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, options: 
   os.makedirs(eval_dir, exist_ok=True)
   model = model_fn(source.input_shape, source.num_classes)
   dataset = source.eval_dataset(256)
+  evaluate_model = evaluate.accuracy_fn(model)
   writer = tf.summary.create_file_writer(os.path.join(eval_dir, "tensorboard"))
   results: list[dict] = []
   logging.info("Sidecar evaluator watching %s", model_dir.checkpoints)
   while True:
     finished = _training_finished(model_dir.path(METRICS), started)
     done = {r["checkpoint"] for r in results}
-    for index_file in sorted(glob.glob(os.path.join(model_dir.checkpoints, "ckpt-*.index"))):
+    for index_file in sorted(glob.glob(os.path.join(model_dir.checkpoints, "*.index"))):
       checkpoint = index_file[:-len(".index")]
-      if checkpoint in done:
+      epoch = checkpoint_epoch(checkpoint)
+      if epoch is None or checkpoint in done:
         continue
-      epoch = int(_EPOCH_RE.search(index_file).group(1))
       model.load_weights(checkpoint).expect_partial()
-      accuracy, examples = evaluate.accuracy(model, dataset)
+      accuracy, examples = evaluate_model(dataset)
       with writer.as_default():
         tf.summary.scalar("eval_accuracy", accuracy, step=epoch)
       writer.flush()
       results.append({"checkpoint": checkpoint, "epoch": epoch, "eval_accuracy": accuracy,
                       "eval_examples": examples})
-      _write_json(os.path.join(eval_dir, METRICS), {"evaluations": results})
+      write_json(os.path.join(eval_dir, METRICS), {"evaluations": results})
       logging.info("Evaluated %s (epoch %d): eval_accuracy %.4f", os.path.basename(checkpoint),
                    epoch, accuracy)
     if finished:
@@ -66,10 +63,3 @@ def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, options: 
 
 def _training_finished(metrics_path: str, started: float) -> bool:
   return os.path.exists(metrics_path) and os.path.getmtime(metrics_path) >= started
-
-
-def _write_json(path: str, content: dict) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(content, f, indent=2)
-  os.replace(tmp, path)
