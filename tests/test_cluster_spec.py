@@ -142,3 +142,65 @@ def test_bad_spec_files(tmp_path, content, message):
 def test_missing_spec_file():
   with pytest.raises(ClusterSpecError, match="--cluster_spec: no such file"):
     load_spec_file("/nonexistent/spec.yaml")
+
+
+# Outside input of every wrong shape: one ClusterSpecError naming the field, never another error.
+@pytest.mark.parametrize("text, message", [
+    ('{"cluster": {"worker": "127.0.0.1:29101"}, "task": {"type": "worker", "index": 0}}',
+     r"TF_CONFIG.cluster.worker: expected a non-empty list of 'host:port' addresses, got '127"),
+    ('{"cluster": {"worker": {"0": "h:1"}}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG.cluster.worker: expected a non-empty list"),
+    ('{"cluster": {"worker": [["h:1"]]}, "task": {"type": "worker", "index": 0}}',
+     r"TF_CONFIG.cluster.worker\[0\]: expected a 'host:port' string"),
+    ('{"cluster": "worker", "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG.cluster: expected a mapping"),
+    ('{"cluster": {"worker": ["h:1"]}, "task": [0]}', "TF_CONFIG.task: missing or not an object"),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": 1, "index": 0}}',
+     "TF_CONFIG.task.type: missing or not a string"),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": "0"}}',
+     "TF_CONFIG.task.index: expected a non-negative integer"),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": -1}}',
+     "TF_CONFIG.task.index: -1 is out of range"),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": 0}, "rpc_layer": 1}',
+     "TF_CONFIG.rpc_layer: expected a string"),
+    ('{"cluster": {"worker": ["h:\u00b2"]}, "task": {"type": "worker", "index": 0}}',
+     r"TF_CONFIG.cluster.worker\[0\]: port"),
+    ("[" * 100_000 + "]" * 100_000, "TF_CONFIG: nested too deeply"),
+    ('"just a string"', "TF_CONFIG: expected a JSON object"),
+    ("\udcff\udcfe", "TF_CONFIG: not valid JSON"),  # non-UTF-8 bytes, as Python decodes them
+])
+def test_malformed_tf_config_is_one_error(text, message):
+  with pytest.raises(ClusterSpecError, match=message):
+    tf_config.parse(text)
+
+
+@pytest.mark.parametrize("text", ["worker:\u00b2", "worker:\uff11", "worker:1:2", "worker:",
+                                  ":1", "Worker:0", "worker:99999999"])
+def test_task_names_of_every_shape(text):
+  with pytest.raises(ClusterSpecError, match=r"`--task` .* must be TYPE:INDEX"):
+    TaskId.parse(text)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "is not UTF-8 text"),
+    (b"", "expected a mapping with a `cluster` key"),
+    (b"cluster: " + b"[" * 5000 + b"]" * 5000, "nested too deeply|not valid YAML"),
+    (b"cluster: {worker: [h:1]}\n" + b"# padding\n" * 200_000, "bytes; expected a YAML/JSON file"),
+    (b"cluster: {worker: h:1, ps: 3}", "cluster.ps: expected a non-empty list"),
+    (b"cluster: {worker: [h:1]}\nevaluator: [1]", "evaluator: expected 0 or 1"),
+    (b"cluster: {worker: [h:1]}\n? [a, b]\n: 1", "not valid YAML/JSON"),
+    (b"cluster: {1: [h:1]}", "cluster.1: unknown task type 1"),
+])
+def test_malformed_spec_files_are_one_error(tmp_path, content, message):
+  path = tmp_path / "spec.yaml"
+  path.write_bytes(content)
+  with pytest.raises(ClusterSpecError, match=message):
+    load_spec_file(str(path))
+
+
+def test_spec_file_paths_expand_the_home_dir(tmp_path, monkeypatch):
+  monkeypatch.setenv("HOME", str(tmp_path))
+  (tmp_path / "spec.yaml").write_text("cluster: {worker: [h:1]}")
+  assert load_spec_file("~/spec.yaml").num_workers == 1
+  with pytest.raises(ClusterSpecError, match="no such file"):
+    load_spec_file(str(tmp_path))  # a directory

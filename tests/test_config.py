@@ -72,3 +72,55 @@ def test_bad_yaml_files(tmp_path):
     config_lib.read_yaml(str(bad))
   with pytest.raises(config_lib.ConfigError, match="no such file"):
     config_lib.read_yaml(str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize("layer, error, message", [
+    ({"train": {"model_dir": ["a"]}}, config_lib.ConfigError, r"`train.model_dir` \(\['a'\]\) must be a string"),
+    ({"train": {"model_dir": "a\0b"}}, config_lib.ConfigError, "`train.model_dir` must be a path without NUL"),
+    ({"data": {"data_dir": {"x": 1}}}, config_lib.ConfigError, "`data.data_dir` .* must be a string or null"),
+    ({"model": {"name": 7}}, config_lib.ConfigError, r"`model.name` \(7\) must be a string"),
+    ({"model": {"name": ":build"}}, Exception, r"`model.name` \(':build'\) must be one of"),
+    ({"model": {"name": "..pkg:build"}}, Exception, "`model.name`"),
+    ({"data": {"dataset": "tfds:"}}, DataSourceError, r"`data.dataset` \('tfds:'\)"),
+    ({"data": {"dataset": "tfds:../../etc"}}, DataSourceError, "must be mnist5k or tfds:NAME"),
+    ({"train": {"epochs": "x" * 10_000}}, config_lib.ConfigError, r"`train.epochs` \('xxx.*\.\.\.\) must"),
+    ({"strategy": {"startup_timeout_s": [1]}}, config_lib.ConfigError, "`strategy.startup_timeout_s`"),
+    ({1: {}}, config_lib.ConfigError, "`1`: unknown config section"),
+    ({"train": {("a",): 1}}, config_lib.ConfigError, "unknown key"),
+])
+def test_values_of_every_wrong_type_name_the_field(layer, error, message):
+  with pytest.raises(error, match=message) as raised:
+    config_lib.build(layer)
+  assert len(str(raised.value)) < 300 and "\n" not in str(raised.value)
+
+
+def test_paths_expand_the_home_dir(tmp_path, monkeypatch):
+  monkeypatch.setenv("HOME", str(tmp_path))
+  config = config_lib.build({"train": {"model_dir": "~/run"}, "data": {"data_dir": "~/tfds"}})
+  assert config.train.model_dir == str(tmp_path / "run")
+  assert config.data.data_dir == str(tmp_path / "tfds")
+  (tmp_path / "job.yaml").write_text("train: {epochs: 2}\n")
+  assert config_lib.read_yaml("~/job.yaml") == {"train": {"epochs": 2}}
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\xff\xfe\x00t\x00r", "--config: .* is not UTF-8 text"),
+    (b"train: {epochs: 2}\n" + b"#" * (2 << 20), "--config: .* bytes; expected a YAML/JSON file"),
+    (b"train: " + b"[" * 5000, "--config: .*(nested too deeply|not valid YAML)"),
+    (b"train: {epochs: 2}\n  bad indent: [", "--config: .* is not valid YAML/JSON at line"),
+])
+def test_malformed_config_files_are_one_error(tmp_path, content, message):
+  path = tmp_path / "job.yaml"
+  path.write_bytes(content)
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.read_yaml(str(path))
+
+
+def test_an_empty_config_file_means_the_defaults(tmp_path):
+  path = tmp_path / "job.yaml"
+  path.write_bytes(b"")
+  assert config_lib.build(config_lib.read_yaml(str(path))) == config_lib.build()
+
+
+def test_overrides_that_are_not_yaml_stay_strings():
+  assert config_lib.parse_overrides("model.name=" + "[" * 5000) == {"model": {"name": "[" * 5000}}

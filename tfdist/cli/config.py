@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from tfdist import _input
 from tfdist.data import DataOptions
 from tfdist.models import ModelOptions
 from tfdist.strategy import StrategyOptions
@@ -29,6 +30,10 @@ SECTIONS: dict[str, type] = {
     "strategy": StrategyOptions,
     "train": TrainOptions,
 }
+
+
+# Paths a user may write as `~/...`.
+_PATH_FIELDS = ("train.model_dir", "data.data_dir")
 
 
 class ConfigError(ValueError):
@@ -52,15 +57,9 @@ def read_yaml(path: str) -> dict:
   Raises:
     ConfigError: missing file, bad YAML, or not a mapping of sections.
   """
-  if not os.path.isfile(path):
-    raise ConfigError(f"--config: no such file {path!r}")
-  try:
-    with open(path, encoding="utf-8") as f:
-      content = yaml.safe_load(f) or {}
-  except yaml.YAMLError as e:
-    mark = getattr(e, "problem_mark", None)
-    raise ConfigError(f"--config: {path} is not valid YAML"
-                      f"{f' (line {mark.line + 1})' if mark else ''}") from None
+  content = _input.load_yaml_file(os.path.expanduser(path), "--config", ConfigError)
+  if content is None:
+    return {}  # An empty file: the defaults.
   if not isinstance(content, dict):
     raise ConfigError(f"--config: {path} must be a mapping of sections "
                       f"({', '.join(SECTIONS)})")
@@ -82,7 +81,7 @@ def parse_overrides(text: str) -> dict:
           f"--params_override: {item!r} must be section.key=value, e.g. train.epochs=3")
     try:
       parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
       parsed = value
     result.setdefault(section, {})[name] = parsed
   return result
@@ -99,14 +98,14 @@ def build(*layers: Mapping[str, Mapping[str, Any]]) -> ExperimentConfig:
     for section, values in layer.items():
       if section not in SECTIONS:
         raise ConfigError(
-            f"`{section}`: unknown config section; expected {', '.join(SECTIONS)}")
+            f"`{str(section)[:40]}`: unknown config section; expected {', '.join(SECTIONS)}")
       if not isinstance(values, Mapping):
         raise ConfigError(f"`{section}`: expected a mapping of keys to values")
       known = {f.name for f in dataclasses.fields(SECTIONS[section])}
       for key, value in values.items():
         if key not in known:
-          raise ConfigError(
-              f"`{section}.{key}`: unknown key; expected one of {', '.join(sorted(known))}")
+          raise ConfigError(f"`{section}.{str(key)[:40]}`: unknown key; expected one of "
+                            f"{', '.join(sorted(known))}")
         merged[section][key] = value
   sections = {}
   for name, cls in SECTIONS.items():
@@ -131,8 +130,13 @@ def _coerce(field: str, value: Any, hint: Any) -> Any:
     except ValueError:
       pass
   if base is int and isinstance(value, bool) or not isinstance(value, base):
-    raise ConfigError(f"`{field}` ({value!r}) must be {_type_name(base)}"
+    raise ConfigError(f"`{field}` ({_input.short(value, 40)}) must be {_type_name(base)}"
                       f"{' or null' if optional else ''}")
+  if field in _PATH_FIELDS:
+    if "\0" in value:
+      raise ConfigError(f"`{field}` must be a path without NUL characters")
+    # A shell leaves `~` alone after `--flag=`; so do YAML files.
+    return os.path.expanduser(value)
   return value
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import os
 
-import yaml
-
+from tfdist import _input
 from tfdist.cluster.spec import ClusterSpec, ClusterSpecError
 
 _KEYS = ("cluster", "evaluator")
@@ -24,18 +23,11 @@ def load(path: str) -> ClusterSpec:
   Raises:
     ClusterSpecError: the file is missing, unparsable or invalid (the message names the field).
   """
-  if not os.path.isfile(path):
-    raise ClusterSpecError(f"--cluster_spec: no such file {path!r}")
-  try:
-    with open(path, encoding="utf-8") as f:
-      content = yaml.safe_load(f)
-  except yaml.YAMLError as e:
-    mark = getattr(e, "problem_mark", None)
-    where = f" at line {mark.line + 1}" if mark else ""
-    raise ClusterSpecError(f"{path}: not valid YAML/JSON{where}") from None
+  path = os.path.expanduser(path)
+  content = _input.load_yaml_file(path, "--cluster_spec", ClusterSpecError)
   if not isinstance(content, dict):
     raise ClusterSpecError(f"{path}: expected a mapping with a `cluster` key")
-  unknown = sorted(set(content) - set(_KEYS))
+  unknown = sorted(map(str, set(content) - set(_KEYS)))
   if unknown:
     raise ClusterSpecError(f"{path}: {unknown[0]}: unknown key; expected {', '.join(_KEYS)}")
   if "cluster" not in content:

@@ -12,6 +12,8 @@ import dataclasses
 import re
 from typing import Iterator, Mapping
 
+from tfdist._input import short as _short
+
 CHIEF = "chief"
 WORKER = "worker"
 PS = "ps"
@@ -21,8 +23,11 @@ TASK_TYPES = TRAINING_TASK_TYPES + (EVALUATOR,)
 
 # A port written as `auto` is picked free by the local launcher.
 AUTO_PORT = "auto"
+# What a task prints when its gRPC server cannot bind its port; the launcher watches for it.
+GRPC_START_FAILURE = "could not start its gRPC server"
 
 _HOST_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.\-]+)$")
+_TASK_RE = re.compile(r"^([a-z]+):([0-9]{1,6})$")
 
 
 class ClusterSpecError(ValueError):
@@ -42,26 +47,26 @@ class TaskId:
   @classmethod
   def parse(cls, text: str, field: str = "--task") -> "TaskId":
     """Parses `TYPE:INDEX`, e.g. `TaskId.parse("worker:1")`."""
-    task_type, sep, index = str(text).partition(":")
-    if not sep or task_type not in TASK_TYPES or not index.isdigit():
+    match = _TASK_RE.match(str(text))
+    if not match or match.group(1) not in TASK_TYPES:
       raise ClusterSpecError(
           f"`{field}` ({text!r}) must be TYPE:INDEX with TYPE one of "
           f"{', '.join(TASK_TYPES)}, e.g. worker:0")
-    return cls(task_type, int(index))
+    return cls(match.group(1), int(match.group(2)))
 
 
 def split_address(address: str, field: str) -> tuple[str, str]:
   """Splits `host:port` and checks both; the port may be `auto`."""
   if not isinstance(address, str):
-    raise ClusterSpecError(f"{field}: expected a 'host:port' string, got {address!r}")
+    raise ClusterSpecError(f"{field}: expected a 'host:port' string, got {_short(address)}")
   host, sep, port = address.rpartition(":")
   if not sep or not host or not _HOST_RE.match(host):
-    raise ClusterSpecError(f"{field}: {address!r} is not 'host:port'")
+    raise ClusterSpecError(f"{field}: {_short(address)} is not 'host:port'")
   if port == AUTO_PORT:
     return host, port
-  if not port.isdigit() or not 1 <= int(port) <= 65535:
+  if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
     raise ClusterSpecError(
-        f"{field}: port {port!r} in {address!r} must be a number from 1 to 65535 or 'auto'")
+        f"{field}: port {_short(port)} in {_short(address)} must be a number from 1 to 65535 or 'auto'")
   return host, port
 
 
@@ -78,31 +83,35 @@ class ClusterSpec:
   evaluators: int = 0
 
   @classmethod
-  def from_dict(cls, cluster: object, evaluators: int = 0,
-                field: str = "cluster") -> "ClusterSpec":
+  def from_dict(cls, cluster: object, evaluators: int = 0, field: str = "cluster",
+                single_address_as_list: bool = True) -> "ClusterSpec":
     """Builds and validates a spec from a TF_CONFIG-style `cluster` mapping.
+
+    `single_address_as_list`: accept `worker: host:port` for a one-task list (spec files);
+    TF_CONFIG passes False, since TensorFlow itself reads it and wants lists.
 
     Raises:
       ClusterSpecError: naming the offending field and what was expected.
     """
     if not isinstance(cluster, Mapping):
       raise ClusterSpecError(
-          f"{field}: expected a mapping of task type to address list, got {cluster!r}")
+          f"{field}: expected a mapping of task type to address list, got {_short(cluster)}")
     jobs: dict[str, tuple[str, ...]] = {}
     for task_type, addresses in cluster.items():
-      where = f"{field}.{task_type}"
+      where = f"{field}.{task_type if isinstance(task_type, str) else _short(task_type)}"
       if task_type == EVALUATOR:
         raise ClusterSpecError(
             f"{where}: the evaluator is not a training task and must not be listed in the "
             "cluster; give it its own task type (spec files: top-level `evaluator: 1`)")
       if task_type not in TRAINING_TASK_TYPES:
         raise ClusterSpecError(
-            f"{where}: unknown task type {task_type!r}; expected one of "
+            f"{where}: unknown task type {_short(task_type)}; expected one of "
             f"{', '.join(TRAINING_TASK_TYPES)}")
-      if isinstance(addresses, str):
+      if isinstance(addresses, str) and single_address_as_list:
         addresses = [addresses]
       if not isinstance(addresses, (list, tuple)) or not addresses:
-        raise ClusterSpecError(f"{where}: expected a non-empty list of 'host:port' addresses")
+        raise ClusterSpecError(f"{where}: expected a non-empty list of 'host:port' addresses, "
+                               f"got {_short(addresses)}")
       jobs[task_type] = tuple(addresses)
     spec = cls(jobs=jobs, evaluators=evaluators)
     spec._validate(field)
@@ -163,7 +172,7 @@ class ClusterSpec:
     count = self.evaluators if task.type == EVALUATOR else len(self.jobs.get(task.type, ()))
     if task.type not in TASK_TYPES:
       raise ClusterSpecError(
-          f"{field}.type: unknown task type {task.type!r}; expected one of {', '.join(TASK_TYPES)}")
+          f"{field}.type: unknown task type {_short(task.type)}; expected one of {', '.join(TASK_TYPES)}")
     if count == 0:
       raise ClusterSpecError(f"{field}.type: the cluster has no {task.type!r} task")
     if not 0 <= task.index < count:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Optional
+
+from tfdist._input import short
 
 MNIST5K = "mnist5k"
 TFDS_PREFIX = "tfds:"
+# tfds:NAME[/CONFIG][:SPLIT]; TFDS's own names are lower_snake_case.
+_TFDS_NAME = re.compile(r"^tfds:[A-Za-z0-9_]+(/[A-Za-z0-9_.\-]+)?(:[A-Za-z0-9_\[\]:%.+\-]*)?$")
 
 
 class DataSourceError(ValueError):
@@ -36,7 +41,9 @@ class DataOptions:
     if not isinstance(self.shuffle_buffer, int) or self.shuffle_buffer < 1:
       raise DataSourceError(
           f"`data.shuffle_buffer` ({self.shuffle_buffer!r}) must be a positive integer")
-    if self.dataset != MNIST5K and not (self.dataset.startswith(TFDS_PREFIX)
-                                        and len(self.dataset) > len(TFDS_PREFIX)):
+    if self.dataset != MNIST5K and not (isinstance(self.dataset, str)
+                                        and _TFDS_NAME.match(self.dataset)):
       raise DataSourceError(
-          f"`data.dataset` ({self.dataset!r}) must be {MNIST5K} or tfds:NAME[:SPLIT]")
+          f"`data.dataset` ({short(self.dataset)}) must be {MNIST5K} or tfds:NAME[:SPLIT]")
+    if self.data_dir is not None and "\0" in self.data_dir:
+      raise DataSourceError("`data.data_dir` must be a path without NUL characters")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+
+from tfdist._input import short
 
 BUILTIN_MODELS = ("cnn", "mlp")
+_USER_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ModelError(ValueError):
@@ -12,8 +16,9 @@ class ModelError(ValueError):
 
 
 def check_name(name: str) -> None:
-  if ":" not in name and name not in BUILTIN_MODELS:
-    raise ModelError(f"`model.name` ({name!r}) must be one of {', '.join(BUILTIN_MODELS)} "
+  """Raises ModelError unless `name` is a registry name or `package.module:function`."""
+  if name not in BUILTIN_MODELS and not (isinstance(name, str) and _USER_FUNCTION.match(name)):
+    raise ModelError(f"`model.name` ({short(name)}) must be one of {', '.join(BUILTIN_MODELS)} "
                      "or package.module:function")
 
 

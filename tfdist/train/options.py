@@ -64,7 +64,7 @@ class TrainOptions:
                               "`train.loop=fit` does; use bfloat16 with the custom loop")
     if self.loop not in LOOPS:
       raise TrainOptionsError(f"`train.loop` ({self.loop!r}) must be one of {', '.join(LOOPS)}")
-    if not self.model_dir or not isinstance(self.model_dir, str):
+    if not self.model_dir or not isinstance(self.model_dir, str) or "\0" in self.model_dir:
       raise TrainOptionsError(f"`train.model_dir` ({self.model_dir!r}) must be a path")
 
 
