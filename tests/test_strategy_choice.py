@@ -26,7 +26,7 @@ def test_no_cluster_is_mirrored_over_local_devices():
 def test_one_task_cluster_is_mirrored():
   choice = choose(StrategyOptions(), config({"worker": ["h:1"]}), 0)
   assert choice.class_name == "MirroredStrategy"
-  assert "single task" in choice.reason
+  assert "single training task" in choice.reason
 
 
 def test_workers_only_is_multi_worker_mirrored():
@@ -80,3 +80,22 @@ def test_explicit_names_that_can():
 def test_invalid_options(kwargs, message):
   with pytest.raises(StrategyError, match=message):
     StrategyOptions(**kwargs)
+
+
+@pytest.mark.parametrize("jobs", [{"worker": ["h:1"]}, {"chief": ["h:9"]}, WORKERS,
+                                  {"chief": ["h:9"], "worker": ["h:1"]}, PS_CLUSTER])
+@pytest.mark.parametrize("name", ["auto", "one_device", "mirrored", "multi_worker_mirrored",
+                                  "parameter_server"])
+def test_the_evaluator_never_trains(jobs, name):
+  """Under every strategy name a cluster accepts, its evaluator task is an evaluator."""
+  options = StrategyOptions(name=name)
+  trainer_task = "chief:0" if "chief" in jobs else "worker:0"
+  try:
+    trainer = choose(options, config(jobs, trainer_task, evaluators=1), 0)
+  except StrategyError:
+    return  # This name cannot train on this cluster at all.
+  assert trainer.role == ROLE_TRAINER
+  evaluator = choose(options, config(jobs, "evaluator:0", evaluators=1), 0)
+  assert evaluator.role == ROLE_EVALUATOR, evaluator
+  assert evaluator.name == trainer.name  # it evaluates what the trainers train
+  assert evaluator.log_line().startswith("Sidecar evaluator for ")

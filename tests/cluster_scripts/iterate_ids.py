@@ -1,6 +1,6 @@
 """Run on every task of a cluster: iterate one epoch of the distributed ids, record them.
 
-    python -m tests.cluster_scripts.iterate_ids DATA_DIR OUT_DIR GLOBAL_BATCH
+    python -m tests.cluster_scripts.iterate_ids DATA_DIR OUT_DIR GLOBAL_BATCH SEED|none
 """
 
 import json
@@ -17,13 +17,13 @@ from tfdist.strategy.factory import make_strategy
 from tests.cluster_scripts.ids_dataset import ExampleIds
 
 
-def main(data_dir: str, out_dir: str, global_batch: int) -> None:
+def main(data_dir: str, out_dir: str, global_batch: int, seed) -> None:
   logging.set_verbosity(logging.INFO)
   task = tf_config.from_environment()
   strategy = make_strategy(StrategyOptions(), task)
   source = DatasetSource(ExampleIds(data_dir=data_dir, file_format="tfrecord"))
   dataset = strategy.distribute_datasets_from_function(
-      source.train_input_fn(global_batch, seed=3, repeat=False, drop_remainder=False,
+      source.train_input_fn(global_batch, seed=seed, repeat=False, drop_remainder=False,
                             preprocess=None))
   seen = []
   for ids, _ in dataset:
@@ -34,4 +34,4 @@ def main(data_dir: str, out_dir: str, global_batch: int) -> None:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+  main(sys.argv[1], sys.argv[2], int(sys.argv[3]), None if sys.argv[4] == "none" else int(sys.argv[4]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Callable, Optional
 
 import tensorflow as tf
@@ -72,34 +71,38 @@ class DatasetSource:
 
   def train_input_fn(self, global_batch_size: int, seed: Optional[int] = None,
                      repeat: bool = True, drop_remainder: bool = True,
-                     preprocess: Optional[Callable] = _to_float) -> InputFn:
+                     preprocess: Optional[Callable] = _to_float,
+                     per_worker: bool = False) -> InputFn:
     """An input function: sharded for its pipeline, per-replica batched, shuffled.
 
     The global batch is what the caller gives; each pipeline batches
     `InputContext.get_per_replica_batch_size(global_batch_size)`.
+
+    `per_worker`: the function runs on each parameter-server worker through
+    `ClusterCoordinator.create_per_worker_dataset`, which traces it once and runs
+    that one graph everywhere; each worker's shuffle order is then drawn on the
+    worker, from `seed` and its worker index (or unseeded when `seed` is None).
     """
 
-    calls = itertools.count()
-
     def input_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-      # ParameterServerStrategy calls this once per worker, each with pipeline 0 of 1: a
-      # different seed per call keeps workers from training on the same order.
-      call_seed = None if seed is None else seed + next(calls)
       batch = per_replica_batch_size(global_batch_size, context.num_replicas_in_sync)
       shard = choose_shard_policy(self.num_train_files, context.num_input_pipelines)
       logging.info("Input: %s sharding for pipeline %d of %d (%s); per-replica batch %d",
                    shard.policy, context.input_pipeline_id, context.num_input_pipelines,
                    shard.reason, batch)
       read_config = tfds.ReadConfig(
-          shuffle_seed=call_seed, try_autocache=False,
+          shuffle_seed=seed, try_autocache=False,
           input_context=context if shard.policy == FILE else None)
+      # DATA sharding keeps every n-th example of what each pipeline reads: every pipeline must
+      # read the same order, so files are not shuffled before `shard` (examples are, after).
       ds = self.builder.as_dataset(split=self.train_split, as_supervised=True,
-                                   shuffle_files=True, read_config=read_config)
+                                   shuffle_files=shard.policy != DATA, read_config=read_config)
       if shard.policy == DATA:
         ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
       if preprocess is not None:
         ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-      ds = ds.cache().shuffle(self.shuffle_buffer, seed=call_seed, reshuffle_each_iteration=True)
+      ds = ds.cache().shuffle(self.shuffle_buffer, seed=_shuffle_seed(seed, per_worker),
+                              reshuffle_each_iteration=True)
       if repeat:
         ds = ds.repeat()
       ds = ds.batch(batch, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
@@ -113,6 +116,18 @@ class DatasetSource:
                                  read_config=tfds.ReadConfig(try_autocache=False))
     ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
     return _without_auto_shard(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def _shuffle_seed(seed: Optional[int], per_worker: bool):
+  """The example shuffle's seed: `seed`, or on a parameter-server worker one of its own.
+
+  The worker index is a call-time capture, read on each worker when its copy of
+  the traced input function runs.
+  """
+  if seed is None or not per_worker:
+    return seed
+  worker = tf.distribute.coordinator.experimental_get_current_worker_index()
+  return tf.constant(seed, tf.int64) * 1_000_003 + worker
 
 
 def _without_auto_shard(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -133,7 +148,7 @@ def load_source(options: DataOptions) -> DatasetSource:
   name, _, split = options.dataset[len(TFDS_PREFIX):].partition(":")
   try:
     builder = tfds.builder(name, data_dir=options.data_dir)
-  except tfds.core.registered.DatasetNotFoundError:
+  except (tfds.core.registered.DatasetNotFoundError, ValueError):
     raise DataSourceError(f"`data.dataset`: TFDS has no dataset named {name!r}") from None
   if not builder.is_prepared():
     if not options.download:

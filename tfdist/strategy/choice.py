@@ -52,11 +52,32 @@ def choose(options: StrategyOptions, config: Optional[TaskConfig], num_gpus: int
 
   Rules for `auto`: no cluster, or a one-task cluster -> MirroredStrategy over the
   local devices; a cluster of chief/workers only -> MultiWorkerMirroredStrategy;
-  any `ps` task -> ParameterServerStrategy.
+  any `ps` task -> ParameterServerStrategy. The role (trainer, server, evaluator)
+  follows from the task whatever the name: an evaluator never trains.
 
   Raises:
     StrategyError: an explicit name that cannot run on this cluster.
   """
+  name, reason = _strategy(options, config, num_gpus)
+  if name == PARAMETER_SERVER and CHIEF not in config.cluster.jobs:
+    raise StrategyError(
+        "cluster.chief: parameter-server training needs a `chief` task to coordinate the workers")
+  if config is None:
+    return StrategyChoice(name, reason)
+  return StrategyChoice(name, f"{reason}; this is task {config.task}", _role(name, config))
+
+
+def _role(name: str, config: TaskConfig) -> str:
+  if config.task.type == EVALUATOR:
+    return ROLE_EVALUATOR
+  if name == PARAMETER_SERVER and config.task.type in (WORKER, PS):
+    return ROLE_SERVER
+  return ROLE_TRAINER
+
+
+def _strategy(options: StrategyOptions, config: Optional[TaskConfig],
+              num_gpus: int) -> tuple[str, str]:
+  """(strategy name, why) for the training cluster; the evaluator gets the trainers' answer."""
   devices = (f"{num_gpus} GPU{'s' if num_gpus != 1 else ''}" if num_gpus else
              f"{options.cpu_replicas} logical CPUs" if options.cpu_replicas > 1 else "the CPU")
   multi_task = config is not None and (config.cluster.num_workers > 1 or config.cluster.num_ps > 0)
@@ -64,35 +85,24 @@ def choose(options: StrategyOptions, config: Optional[TaskConfig], num_gpus: int
   name = options.name
   if name == "auto":
     if not multi_task:
-      source = "no TF_CONFIG" if config is None else "TF_CONFIG has a single task"
-      return StrategyChoice(MIRRORED, f"{source} -> MirroredStrategy over {devices}")
+      source = "no TF_CONFIG" if config is None else "TF_CONFIG has a single training task"
+      return MIRRORED, f"{source} -> MirroredStrategy over {devices}"
     name = PARAMETER_SERVER if has_ps else MULTI_WORKER_MIRRORED
-    reason = (f"TF_CONFIG has {_describe(config)} -> " +
-              ("ps tasks present" if has_ps else "no ps") + f" -> {CLASS_NAMES[name]}")
-  else:
-    reason = f"--strategy={name}"
-    if name in (ONE_DEVICE, MIRRORED) and multi_task:
-      raise StrategyError(
-          f"`strategy.name` ({name!r}) trains on one machine, but TF_CONFIG describes "
-          f"{_describe(config)}; use auto, multi_worker_mirrored or parameter_server")
-    if name == MULTI_WORKER_MIRRORED and has_ps:
-      raise StrategyError(
-          "`strategy.name` ('multi_worker_mirrored') cannot use the cluster's ps tasks; "
-          "use parameter_server or remove ps from the cluster")
-    if name == PARAMETER_SERVER and not has_ps:
-      raise StrategyError(
-          "`strategy.name` ('parameter_server') needs a cluster with `ps` and `worker` tasks "
-          "(TF_CONFIG or --cluster_spec)")
-    if name in (ONE_DEVICE, MIRRORED):
-      reason += f" over {'one device' if name == ONE_DEVICE else devices}"
-  if name == PARAMETER_SERVER and CHIEF not in config.cluster.jobs:
+    return name, (f"TF_CONFIG has {_describe(config)} -> " +
+                  ("ps tasks present" if has_ps else "no ps") + f" -> {CLASS_NAMES[name]}")
+  reason = f"--strategy={name}"
+  if name in (ONE_DEVICE, MIRRORED) and multi_task:
     raise StrategyError(
-        "cluster.chief: parameter-server training needs a `chief` task to coordinate the workers")
-  role = ROLE_TRAINER
-  if config is not None:
-    if config.task.type == EVALUATOR:
-      role = ROLE_EVALUATOR
-    elif name == PARAMETER_SERVER and config.task.type in (WORKER, PS):
-      role = ROLE_SERVER
-    reason += f"; this is task {config.task}"
-  return StrategyChoice(name, reason, role)
+        f"`strategy.name` ({name!r}) trains on one machine, but TF_CONFIG describes "
+        f"{_describe(config)}; use auto, multi_worker_mirrored or parameter_server")
+  if name == MULTI_WORKER_MIRRORED and has_ps:
+    raise StrategyError(
+        "`strategy.name` ('multi_worker_mirrored') cannot use the cluster's ps tasks; "
+        "use parameter_server or remove ps from the cluster")
+  if name == PARAMETER_SERVER and not has_ps:
+    raise StrategyError(
+        "`strategy.name` ('parameter_server') needs a cluster with `ps` and `worker` tasks "
+        "(TF_CONFIG or --cluster_spec)")
+  if name in (ONE_DEVICE, MIRRORED):
+    reason += f" over {'one device' if name == ONE_DEVICE else devices}"
+  return name, reason
