@@ -36,6 +36,10 @@ def assert_usage_error(result, *fragments):
     (["--strategy=mirrored", "--cpu_replicas=3", "--global_batch_size=64"],
      ["`data.global_batch_size` (64) must be divisible by the number of replicas (3)"]),
     (["extra"], ["unexpected arguments 'extra'"]),
+    (["--model=:build"], ["`model.name` (':build') must be one of cnn, mlp"]),
+    (["--task=worker:\u00b2", "--cluster_spec=configs/clusters/example-fixed-ports.yaml"],
+     ["`--task` ('worker:\u00b2') must be TYPE:INDEX"]),
+    (["--dataset=tfds:a/../../b"], ["`data.dataset` ('tfds:a/../../b') must be mnist5k or tfds:"]),
 ])
 def test_train_user_errors_exit_2_with_one_line(tmp_path, data_dir, args, fragments):
   model_dir = tmp_path / "run"
@@ -49,11 +53,61 @@ def test_train_user_errors_exit_2_with_one_line(tmp_path, data_dir, args, fragme
     ("{bad", "TF_CONFIG: not valid JSON"),
     ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}',
      "TF_CONFIG.task.index: 3 is out of range"),
+    ('{"cluster": {"worker": "127.0.0.1:29101"}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG.cluster.worker: expected a non-empty list of 'host:port' addresses"),
+    ("[" * 50_000, "TF_CONFIG: nested too deeply"),
 ])
 def test_bad_tf_config_exits_2(tmp_path, tf_config, fragment):
   result = run_tfdist("train", f"--model_dir={tmp_path / 'run'}", env=cli_env(TF_CONFIG=tf_config))
   assert_usage_error(result, fragment)
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag, content, fragment", [
+    ("--cluster_spec", b"\x7fELF\x02\x01\x01\x00\xff\xfe", "--cluster_spec: "),
+    ("--config", b"\x7fELF\x02\x01\x01\x00\xff\xfe", "--config: "),
+    ("--config", b"train: {epochs: 1}\n" + b"#" * (2 << 20), "--config: "),
+    ("--cluster_spec", b"", "expected a mapping with a `cluster` key"),
+    ("--config", b"data: {data_dir: [1, 2]}", "`data.data_dir` ([1, 2]) must be a string or null"),
+])
+def test_unreadable_files_exit_2_with_one_line(tmp_path, flag, content, fragment):
+  path = tmp_path / "input.yaml"
+  path.write_bytes(content)
+  extra = ["--task=worker:0"] if flag == "--cluster_spec" else []
+  result = run_tfdist("train", f"{flag}={path}", *extra, f"--model_dir={tmp_path / 'run'}")
+  assert_usage_error(result, fragment)
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_model_dir_that_cannot_be_a_directory_exits_2(tmp_path):
+  (tmp_path / "file").write_text("x")
+  result = run_tfdist("train", f"--model_dir={tmp_path / 'file'}")
+  assert_usage_error(result, f"--model_dir: {tmp_path / 'file'} exists and is not a directory")
+  result = run_tfdist("train", f"--model_dir={tmp_path / 'file' / 'run'}")
+  assert_usage_error(result, "--model_dir: cannot create or write")
+  result = run_tfdist("launch", "--cluster_spec=configs/clusters/local-2workers.yaml",
+                      f"--log_dir={tmp_path / 'file' / 'logs'}", "--", "true")
+  assert_usage_error(result, "tfdist launch: error: --log_dir: cannot create")
+
+
+def test_a_user_module_that_cannot_import_exits_2(tmp_path):
+  (tmp_path / "my_broken.py").write_text("def build(:\n")
+  result = run_tfdist("train", "--model=my_broken:build", f"--model_dir={tmp_path / 'run'}",
+                      env=cli_env(PYTHONPATH=f"{tmp_path}:{REPO}"))
+  assert_usage_error(result, "importing 'my_broken' raised SyntaxError", "my_broken.py:1")
+  assert not (tmp_path / "run").exists()
+
+
+def test_model_dir_expands_the_home_dir(tmp_path, data_dir):
+  """A shell does not expand `~` after `--model_dir=`; tfdist does, instead of making a `~` dir."""
+  cwd = tmp_path / "cwd"
+  cwd.mkdir()
+  result = run_tfdist("train", "--model_dir=~/run", f"--data_dir={data_dir}", "--epochs=1",
+                      "--steps_per_epoch=2", "--params_override=train.export=false", *THREAD_FLAGS,
+                      env=cli_env(HOME=str(tmp_path), PYTHONPATH=REPO), cwd=str(cwd))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert read_metrics(str(tmp_path / "run"))["model_dir"] == str(tmp_path / "run")
+  assert os.listdir(cwd) == []
 
 
 def test_cluster_validate_and_tf_config():
@@ -152,3 +206,63 @@ def test_own_model_example_runs(tmp_path, data_dir):
       cwd=REPO, env=cli_env(TFDS_DATA_DIR=data_dir), capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "eval_accuracy" in result.stdout and read_metrics(str(tmp_path))["epochs_completed"] == 1
+
+
+def kill_at(args, line_start, delay=0.6):
+  """Runs `tfdist train ARGS`; SIGKILLs it `delay` s after it prints a line starting with
+  `line_start`. Returns its output up to then."""
+  import signal, subprocess, sys, time
+  proc = subprocess.Popen([sys.executable, "-m", "tfdist", "train", *args], cwd=REPO,
+                          env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  output = []
+  for line in proc.stdout:
+    output.append(line)
+    if line.startswith(line_start):
+      time.sleep(delay)
+      proc.send_signal(signal.SIGKILL)
+      break
+  proc.wait(timeout=60)
+  assert proc.returncode == -9, "".join(output)[-3000:]
+  return "".join(output)
+
+
+def test_one_device_trains_and_resumes_after_a_kill(tmp_path, data_dir):
+  """OneDeviceStrategy has the same fault tolerance as the others (tf_keras refuses it alone)."""
+  model_dir = tmp_path / "run"
+  args = ["--strategy=one_device", "--epochs=4", "--backup_every_steps=10",
+          f"--model_dir={model_dir}", f"--data_dir={data_dir}", *THREAD_FLAGS]
+  kill_at(args, "Epoch 3/4")
+  assert (model_dir / "backup").exists()
+  result = run_tfdist("train", *args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = read_metrics(str(model_dir))
+  assert metrics["strategy"] == "OneDeviceStrategy" and metrics["epochs_completed"] == 4
+  assert metrics["resumed_from"]["epoch"] >= 2, metrics["resumed_from"]
+  assert metrics["eval_accuracy"] >= 0.95
+  assert "Strategy: OneDeviceStrategy (--strategy=one_device over one device)" in result.stderr
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_a_failure_after_training_keeps_the_backup(tmp_path, data_dir, loop):
+  """The export fails (its path is taken by a file): training is not lost; the rerun writes the
+  outputs without training again, and only then removes the backup."""
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  (model_dir / "export").write_text("in the way")
+  args = [f"--loop={loop}", "--epochs=2", "--steps_per_epoch=20", f"--model_dir={model_dir}",
+          f"--data_dir={data_dir}", *THREAD_FLAGS]
+  failed = run_tfdist("train", *args)
+  assert failed.returncode == 1
+  assert (model_dir / "backup").exists() and os.listdir(model_dir / "backup")
+  assert not (model_dir / "metrics.json").exists()
+  (model_dir / "export").unlink()
+  result = run_tfdist("train", *args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Resumed from backup at epoch 2 after step 20" in result.stderr
+  assert "Epoch 1/2" not in result.stdout + result.stderr, "training ran again"
+  metrics = read_metrics(str(model_dir))
+  assert metrics["epochs_completed"] == 2 and metrics["resumed_from"] == {"epoch": 2, "step": 20}
+  assert metrics["eval_accuracy"] > 0.5 and (model_dir / "export").is_dir()
+  assert not (model_dir / "backup").exists()
+  run = json.loads((model_dir / "run.json").read_text())
+  assert run["status"] == "finished" and run["final_checkpoint"] == "ckpt-0002"

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tfdist.cluster import load_spec_file
 from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
 
 pytestmark = pytest.mark.cluster
@@ -26,7 +27,7 @@ def launch_train(spec, model_dir, log_dir, *train_args, launch_args=(), timeout=
 
 def assert_only_chief_wrote(model_dir):
   names = set(os.listdir(model_dir))
-  assert names == {"checkpoints", "export", "metrics.json", "tensorboard"}, names
+  assert names == {"checkpoints", "export", "metrics.json", "run.json", "tensorboard"}, names
   for root, dirs, _ in os.walk(model_dir):
     assert not [d for d in dirs if "workertemp" in d], f"worker temp dir left in {root}"
 
@@ -73,24 +74,33 @@ def test_chief_and_two_workers(tmp_path, data_dir):
   assert_only_chief_wrote(model_dir)
 
 
-@pytest.mark.parametrize("shards, policy", [(8, "FILE"), (1, "DATA")])
-def test_every_example_is_seen_exactly_once_per_epoch(tmp_path, shards, policy):
+@pytest.mark.parametrize("seed", ["3", "none"])
+@pytest.mark.parametrize("spec, shards, policy", [
+    ("local-2workers.yaml", 8, "FILE"),
+    ("local-2workers.yaml", 1, "DATA"),
+    # 2 files for 3 pipelines: DATA sharding over files that an unseeded shuffle would order
+    # differently on each worker.
+    ("local-chief-2workers.yaml", 2, "DATA"),
+])
+def test_every_example_is_seen_exactly_once_per_epoch(tmp_path, spec, shards, policy, seed):
+  """With and without a seed, every example once per epoch over all workers."""
   from tests.cluster_scripts import ids_dataset
   data_dir, out_dir = str(tmp_path / "data"), tmp_path / "out"
   out_dir.mkdir()
   ids_dataset.prepare(data_dir, shards)
-  result = run_tfdist("launch", f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}",
+  result = run_tfdist("launch", f"--cluster_spec={os.path.join(SPECS, spec)}",
                       f"--log_dir={tmp_path / 'logs'}", "--", "python", "-m",
-                      "tests.cluster_scripts.iterate_ids", data_dir, str(out_dir), "16",
+                      "tests.cluster_scripts.iterate_ids", data_dir, str(out_dir), "24", seed,
                       timeout=200)
   assert result.returncode == 0, result.stdout[-4000:]
-  per_worker = [json.loads((out_dir / f"ids-worker-{i}.json").read_text()) for i in (0, 1)]
-  seen = per_worker[0] + per_worker[1]
+  per_worker = [json.loads(path.read_text()) for path in sorted(out_dir.glob("ids-*.json"))]
+  assert len(per_worker) == len(list(load_spec_file(os.path.join(SPECS, spec)).tasks()))
+  seen = [i for ids in per_worker for i in ids]
   assert len(seen) == len(set(seen)), "an example was read twice"
   assert sorted(seen) == list(range(ids_dataset.NUM_TRAIN)), "examples are missing"
   assert all(per_worker), "one worker read nothing"
   log = (tmp_path / "logs" / "worker-1.log").read_text()
-  assert f"Input: {policy} sharding for pipeline 1 of 2" in log
+  assert f"Input: {policy} sharding for pipeline " in log
 
 
 def test_killed_worker_resumes_from_backup(tmp_path, data_dir):
@@ -134,8 +144,8 @@ def test_missing_peer_ends_within_the_deadline(tmp_path):
                       env=cli_env(TF_CONFIG=json.dumps(config)), timeout=120)
   assert result.returncode != 0
   assert time.monotonic() - started < 60
-  assert (f"task worker:0: start-up did not finish within 5 s: worker:1 at 127.0.0.1:{port} "
-          "did not come up") in result.stderr
+  assert (f"task worker:0: the cluster did not come together within 5 s: worker:1 at "
+          f"127.0.0.1:{port} did not come up") in result.stderr
 
 
 def test_busy_port_fails_at_once_naming_the_task(tmp_path):
@@ -176,3 +186,23 @@ def test_sigterm_to_the_launcher_leaves_no_process(tmp_path, data_dir):
   proc.send_signal(signal.SIGTERM)
   assert proc.wait(timeout=60) == 143
   assert processes_with(marker) == []
+
+
+def test_the_start_up_deadline_covers_only_the_rendezvous(tmp_path, data_dir):
+  """A model that takes longer to build than --startup_timeout is not killed: the deadline ends
+  once the strategy exists (every peer is up)."""
+  (tmp_path / "slow_models.py").write_text(
+      "import time\nimport tf_keras as keras\n"
+      "def build(input_shape, num_classes):\n"
+      "    time.sleep(12)  # a large model, a slow restore, a long trace\n"
+      "    return keras.Sequential([keras.layers.Flatten(input_shape=input_shape),\n"
+      "                             keras.layers.Dense(num_classes)])\n")
+  model_dir = tmp_path / "run"
+  result = run_tfdist("launch", f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}",
+                      f"--log_dir={tmp_path / 'logs'}", "--", "tfdist", "train",
+                      "--model=slow_models:build", "--startup_timeout=6", "--epochs=1",
+                      "--steps_per_epoch=3", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
+                      *THREAD_FLAGS, env=cli_env(PYTHONPATH=f"{tmp_path}:{REPO}"), timeout=300)
+  assert result.returncode == 0, result.stdout[-4000:]
+  assert "did not come together" not in result.stdout
+  assert read_metrics(model_dir)["epochs_completed"] == 1

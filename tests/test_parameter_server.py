@@ -53,13 +53,32 @@ def test_trains_to_the_bar_with_a_sidecar_evaluator_and_ends_cleanly(tmp_path, d
   assert re.search(r"\[worker:1\] .*Server for ParameterServerStrategy training", output)
   assert re.search(r"\[ps:0\] .*Serving as ps:0 for parameter-server training", output)
   assert "[launch] job finished: status 0" in output
+  run = json.loads((model_dir / "run.json").read_text())
+  assert run["status"] == "finished" and run["final_checkpoint"] == "ckpt-0010"
   evaluations = json.loads((model_dir / "eval" / "metrics.json").read_text())["evaluations"]
-  assert len(evaluations) >= 2
+  assert evaluations[-1]["checkpoint"] == "ckpt-0010", evaluations
+  assert abs(evaluations[-1]["eval_accuracy"] - metrics["eval_accuracy"]) <= 0.002
   assert [e["epoch"] for e in evaluations] == sorted(e["epoch"] for e in evaluations)
   assert all(e["eval_examples"] == 1000 for e in evaluations)
   assert re.search(r"\[evaluator:0\] .*Training finished; sidecar evaluator evaluated", output)
   assert os.listdir(model_dir / "eval" / "tensorboard")
   assert processes_with(marker) == [], "a server or the evaluator was left running"
+
+  # An evaluator that starts after the chief finished evaluates the final checkpoint and stops;
+  # checkpoints that this run did not write (an earlier run's) are never evaluated.
+  for path in (model_dir / "checkpoints").glob("ckpt-0003.*"):
+    (path.parent / path.name.replace("ckpt-0003", "ckpt-0099")).write_bytes(path.read_bytes())
+  (model_dir / "eval" / "metrics.json").unlink()
+  evaluator_config = {"cluster": {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"],
+                                  "ps": ["127.0.0.1:3"]},
+                      "task": {"type": "evaluator", "index": 0}}
+  late = run_tfdist("train", f"--model_dir={model_dir}", f"--data_dir={data_dir}", *THREAD_FLAGS,
+                    env=cli_env(TF_CONFIG=json.dumps(evaluator_config),
+                                TFDIST_RUN_ID=run["run_id"]), timeout=120)
+  assert late.returncode == 0, late.stderr[-3000:]
+  evaluations = json.loads((model_dir / "eval" / "metrics.json").read_text())["evaluations"]
+  assert [e["checkpoint"] for e in evaluations] == ["ckpt-0010"]
+  assert abs(evaluations[0]["eval_accuracy"] - metrics["eval_accuracy"]) <= 0.002
 
 
 @pytest.mark.parametrize("min_bytes, shards", [(262144, 2), (0, 1)])
@@ -126,3 +145,24 @@ def test_bad_parameter_server_specs_are_one_line_errors(tmp_path, cluster, fragm
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and fragment in lines[0], result.stderr
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("seed", ["5", "none"])
+def test_each_worker_draws_its_own_example_order(tmp_path, seed):
+  """The input function is traced once for all workers; the order must still be each one's own."""
+  from tests.cluster_scripts import ids_dataset
+  data_dir, out = str(tmp_path / "data"), tmp_path / "ids.json"
+  ids_dataset.prepare(data_dir, 8)
+  proc = start_launch(os.path.join(SPECS, "local-ps.yaml"), tmp_path / "logs",
+                      ["python", "-m", "tests.cluster_scripts.pss_ids", data_dir, str(out), "160",
+                       seed])
+  output = proc.communicate(timeout=300)[0]
+  assert proc.returncode == 0, output[-4000:]
+  per_worker = json.loads(out.read_text())
+  assert set(per_worker) == {"0", "1"}, "both workers must have trained"
+  first = min(len(per_worker["0"]), len(per_worker["1"]), 200)
+  assert first >= 64, per_worker
+  assert per_worker["0"][:first] != per_worker["1"][:first]
+  # Each worker's stream is a shuffled pass over all ids: no worker repeats an id within one pass.
+  for ids in per_worker.values():
+    assert len(set(ids[:200])) == len(ids[:200])

@@ -1,5 +1,6 @@
 """Small training decisions: backup intervals under steps_per_execution."""
 
+import pytest
 import tensorflow as tf
 
 from tfdist.train import TrainOptions
@@ -8,10 +9,32 @@ from tfdist.train.fit import backup_frequency
 
 def test_backup_interval_counts_steps_not_executions():
   default = tf.distribute.get_strategy()
-  assert backup_frequency(default, TrainOptions(backup_every_steps=50, steps_per_execution=10)) == 5
-  assert backup_frequency(default, TrainOptions(backup_every_steps=5, steps_per_execution=10)) == 1
-  assert backup_frequency(default, TrainOptions(backup_every_steps=50, steps_per_execution=1)) == 50
-  assert backup_frequency(default, TrainOptions(backup_every_steps=0)) == "epoch"
+  assert backup_frequency(default, TrainOptions(backup_every_steps=50), 10) == 5
+  assert backup_frequency(default, TrainOptions(backup_every_steps=5), 10) == 1
+  assert backup_frequency(default, TrainOptions(backup_every_steps=50), 1) == 50
+  assert backup_frequency(default, TrainOptions(backup_every_steps=0), 10) == "epoch"
+
+
+@pytest.mark.parametrize("user_steps_per_execution, save_freq", [(None, 5), (1, 50), (25, 2)])
+def test_backups_follow_the_model_own_steps_per_execution(tmp_path, data_dir,
+                                                          user_steps_per_execution, save_freq):
+  """A model the user compiled runs its own steps_per_execution; backups count real steps."""
+  from tfdist.data import DataOptions, load_source
+  from tfdist.models import resolve
+  from tfdist.train.callbacks import BackupAndRestore
+  from tfdist.train.fit import compile_if_needed, output_callbacks
+  from tfdist.train.run import Run
+  options = TrainOptions(model_dir=str(tmp_path / "run"), backup_every_steps=50,
+                         steps_per_execution=10)
+  run = Run(strategy=tf.distribute.get_strategy(), source=load_source(DataOptions(data_dir=data_dir)),
+            options=options, global_batch_size=64)
+  model = resolve("mlp")((28, 28, 1), 10)
+  if user_steps_per_execution:
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                  steps_per_execution=user_steps_per_execution)
+  model = compile_if_needed(model, options)
+  backup = next(c for c in output_callbacks(run, model) if isinstance(c, BackupAndRestore))
+  assert backup.save_freq == save_freq
 
 
 def test_mixed_precision_auto_is_bfloat16_only_where_native_and_safe():

@@ -103,12 +103,27 @@ def cluster_from_flags() -> Optional[TaskConfig]:
   return tf_config.from_environment()
 
 
+def check_model_dir(path: str) -> None:
+  """A local model dir must be a directory or not exist yet (remote ones are checked by TF)."""
+  if "://" in path:
+    return
+  existing = path
+  while existing and not os.path.exists(existing):
+    existing = os.path.dirname(existing.rstrip(os.sep)) if existing != os.sep else ""
+  if existing == path and not os.path.isdir(path):
+    raise app.UsageError(f"--model_dir: {path} exists and is not a directory")
+  if existing and (not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK)):
+    raise app.UsageError(f"--model_dir: cannot create or write {path} ({existing} is not a "
+                         "writable directory)")
+
+
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
   from tfdist.cli.main import PROCESS_START  # pylint: disable=import-outside-toplevel
   config = experiment_config()
   task_config = cluster_from_flags()
+  check_model_dir(config.train.model_dir)
 
   # TensorFlow is imported only now, so a bad flag fails in well under a second; every
   # check that needs it runs before anything is logged or written.
@@ -139,10 +154,13 @@ def main(argv: Sequence[str]) -> int:
     run_sidecar_evaluator(source=source, model_fn=model_fn, options=config.train)
     return EXIT_OK
 
-  watchdog = None
   if task_config is not None and len(list(task_config.cluster.tasks())) > 1:
-    watchdog = StartupWatchdog(task_config, config.strategy.startup_timeout_s).arm()
-  strategy = factory.make_strategy(config.strategy, task_config, choice)
+    # Creating a multi-worker strategy is the rendezvous: it returns once every peer is up.
+    # The deadline covers only that; building, restoring and tracing may take what they take.
+    with StartupWatchdog(task_config, config.strategy.startup_timeout_s):
+      strategy = factory.make_strategy(config.strategy, task_config, choice)
+  else:
+    strategy = factory.make_strategy(config.strategy, task_config, choice)
   is_chief = task_config is None or task_config.is_chief
   policy, reason = precision.decide(
       config.train.mixed_precision, builtin_model=config.model.name in BUILTIN_MODELS,
@@ -155,19 +173,21 @@ def main(argv: Sequence[str]) -> int:
       strategy=strategy, source=source, model_fn=model_fn, options=config.train,
       global_batch_size=config.data.global_batch_size, is_chief=is_chief,
       num_workers=task_config.cluster.num_compute_workers if task_config else 1,
-      started=PROCESS_START, on_first_step=watchdog.disarm if watchdog else None)
+      started=PROCESS_START)
   if is_chief:
     print(summary_line(config, metrics), flush=True)
   return EXIT_OK
 
 
 def summary_line(config: config_lib.ExperimentConfig, metrics: dict) -> str:
-  rate = metrics["examples_per_sec"]
+  def shown(key: str, spec: str) -> str:  # None after a run resumed with nothing left to train
+    return "n/a" if metrics[key] is None else format(metrics[key], spec)
+
   return (f"tfdist: trained {config.model.name} on {metrics['dataset']} with {metrics['strategy']} "
           f"({metrics['num_workers']} worker(s), {metrics['num_replicas']} replica(s)): "
-          f"{metrics['epochs_completed']} epochs, train_loss {metrics['train_loss']:.4f}, "
-          f"eval_accuracy {metrics['eval_accuracy']:.4f}, "
-          f"{rate:,.0f} examples/s, {metrics['wall_seconds']:.1f} s; "
+          f"{metrics['epochs_completed']} epochs, train_loss {shown('train_loss', '.4f')}, "
+          f"eval_accuracy {shown('eval_accuracy', '.4f')}, "
+          f"{shown('examples_per_sec', ',.0f')} examples/s, {metrics['wall_seconds']:.1f} s; "
           f"metrics in {os.path.join(metrics['model_dir'], 'metrics.json')}")
 
 

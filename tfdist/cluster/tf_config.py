@@ -7,6 +7,7 @@ field: `{}`, invalid JSON, a task outside the cluster.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Mapping, Optional
@@ -14,11 +15,16 @@ from typing import Mapping, Optional
 from tfdist.cluster.spec import (EVALUATOR, ClusterSpec, ClusterSpecError, TaskId)
 
 ENV_VAR = "TF_CONFIG"
+# One id for every task of one job (and its restarts), set by `tfdist launch`; a job system
+# may set it too (e.g. to its job id). Without it, a job is known by its cluster.
+RUN_ID_VAR = "TFDIST_RUN_ID"
 _CLUSTER_KEY = "cluster"
 _TASK_KEY = "task"
 _TYPE_KEY = "type"
 _INDEX_KEY = "index"
-_KNOWN_KEYS = (_CLUSTER_KEY, _TASK_KEY, "rpc_layer", "environment")
+_RPC_LAYER_KEY = "rpc_layer"
+_ENVIRONMENT_KEY = "environment"
+_KNOWN_KEYS = (_CLUSTER_KEY, _TASK_KEY, _RPC_LAYER_KEY, _ENVIRONMENT_KEY)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +52,18 @@ def parse(text: str, field: str = ENV_VAR) -> TaskConfig:
     config = json.loads(text)
   except json.JSONDecodeError as e:
     raise ClusterSpecError(f"{field}: not valid JSON ({e.msg} at char {e.pos})") from None
+  except RecursionError:
+    raise ClusterSpecError(f"{field}: nested too deeply to be a TF_CONFIG") from None
   if not isinstance(config, dict):
     raise ClusterSpecError(f"{field}: expected a JSON object with 'cluster' and 'task'")
   unknown = sorted(set(config) - set(_KNOWN_KEYS))
   if unknown:
     raise ClusterSpecError(
-        f"{field}.{unknown[0]}: unknown key; expected only {', '.join(_KNOWN_KEYS)}")
+        f"{field}.{unknown[0][:40]}: unknown key; expected only {', '.join(_KNOWN_KEYS)}")
+  for key in (_RPC_LAYER_KEY, _ENVIRONMENT_KEY):  # TensorFlow reads these itself.
+    if key in config and not isinstance(config[key], str):
+      raise ClusterSpecError(f"{field}.{key}: expected a string (e.g. \"grpc\"), "
+                             f"got {type(config[key]).__name__}")
   if _CLUSTER_KEY not in config:
     raise ClusterSpecError(
         f"{field}.cluster: missing; expected {{\"cluster\": {{\"worker\": [\"host:port\", ...]}}, "
@@ -63,12 +75,15 @@ def parse(text: str, field: str = ENV_VAR) -> TaskConfig:
   task_type = task_dict.get(_TYPE_KEY)
   index = task_dict.get(_INDEX_KEY, 0)
   if not isinstance(task_type, str):
-    raise ClusterSpecError(f"{field}.task.type: missing; expected chief, worker, ps or evaluator")
+    raise ClusterSpecError(f"{field}.task.type: missing or not a string; "
+                           "expected chief, worker, ps or evaluator")
   if isinstance(index, bool) or not isinstance(index, int):
     raise ClusterSpecError(f"{field}.task.index: expected a non-negative integer, got {index!r}")
   task = TaskId(task_type, index)
   evaluators = 1 if task_type == EVALUATOR else 0
-  cluster = ClusterSpec.from_dict(config[_CLUSTER_KEY], evaluators, field=f"{field}.cluster")
+  # TensorFlow reads TF_CONFIG too, and only lists: no `"worker": "host:port"` shorthand here.
+  cluster = ClusterSpec.from_dict(config[_CLUSTER_KEY], evaluators, field=f"{field}.cluster",
+                                  single_address_as_list=False)
   if cluster.has_auto_ports:
     raise ClusterSpecError(
         f"{field}.cluster: 'auto' ports are only resolved by `tfdist launch`; give real ports")
@@ -83,6 +98,20 @@ def from_environment(environ: Optional[Mapping[str, str]] = None) -> Optional[Ta
   if not text.strip():
     return None
   return parse(text)
+
+
+def run_id(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+  """What every task of this job agrees to call it: TFDIST_RUN_ID, else a digest of the
+  TF_CONFIG cluster (the same on every task, evaluator included), else None.
+  """
+  environ = os.environ if environ is None else environ
+  if environ.get(RUN_ID_VAR, "").strip():
+    return environ[RUN_ID_VAR].strip()
+  config = from_environment(environ)
+  if config is None:
+    return None
+  canonical = json.dumps(config.cluster.as_dict(), sort_keys=True)
+  return "cluster-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def emit(cluster: ClusterSpec, task: TaskId) -> str:

@@ -61,6 +61,14 @@ def make_strategy(options: StrategyOptions, config: Optional[TaskConfig],
     raise StrategyError(f"task {config.task} runs as a {choice.role}, not a trainer; "
                         "see tfdist.strategy.parameter_server.serve")
   logging.info(choice.log_line())
+  try:
+    return _build(choice, options, config)
+  except tf.errors.OpError as e:  # A task's gRPC server could not bind its port.
+    raise (config and grpc_start_failure(config, e)) or e
+
+
+def _build(choice: StrategyChoice, options: StrategyOptions,
+           config: Optional[TaskConfig]) -> tf.distribute.Strategy:
   if choice.name == ONE_DEVICE:
     return tf.distribute.OneDeviceStrategy(devices.local_devices(1)[0])
   if choice.name == MIRRORED:
@@ -75,10 +83,7 @@ def make_strategy(options: StrategyOptions, config: Optional[TaskConfig],
     comm = tf.distribute.experimental.CommunicationOptions(
         implementation=_COMMUNICATION[options.communication],
         bytes_per_pack=options.bytes_per_pack)
-    try:
-      return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
-    except tf.errors.OpError as e:
-      raise (config and grpc_start_failure(config, e)) or e
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
   if choice.name == PARAMETER_SERVER:
     return parameter_server.make_parameter_server_strategy(options, config)
   raise AssertionError(choice.name)

@@ -15,6 +15,7 @@ from absl import logging
 
 from tfdist.cluster import TaskConfig
 from tfdist.strategy.options import StrategyOptions
+from tfdist.strategy.startup import grpc_start_failure
 
 
 def make_parameter_server_strategy(options: StrategyOptions,
@@ -36,9 +37,12 @@ def make_parameter_server_strategy(options: StrategyOptions,
 def serve(config: TaskConfig) -> NoReturn:
   """Runs this worker or ps task's gRPC server until the process is stopped."""
   resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-  server = tf.distribute.Server(
-      resolver.cluster_spec(), job_name=config.task.type, task_index=config.task.index,
-      protocol=resolver.rpc_layer or "grpc", start=True)
+  try:
+    server = tf.distribute.Server(
+        resolver.cluster_spec(), job_name=config.task.type, task_index=config.task.index,
+        protocol=resolver.rpc_layer or "grpc", start=True)
+  except tf.errors.OpError as e:
+    raise grpc_start_failure(config, e) or e
   logging.info("Serving as %s for parameter-server training at %s (until stopped)",
                config.task, config.cluster.address(config.task))
   server.join()

@@ -3,8 +3,9 @@
 Creating a MultiWorkerMirroredStrategy whose peer never starts blocks inside
 TensorFlow with the GIL held: no Python thread or signal handler runs, and
 SIGTERM is ignored. So the deadline is kept by a small helper process: unless
-disarmed in time (after the first training step), it finds which peers are not
-reachable, prints one line naming them, and SIGKILLs the stuck process.
+disarmed in time (once the strategy exists, i.e. every peer is up), it finds
+which peers are not reachable, prints one line naming them, and SIGKILLs the
+stuck process. It covers the rendezvous only, not building or tracing a model.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from tfdist.cluster import EVALUATOR, TaskConfig
+from tfdist.cluster import EVALUATOR, GRPC_START_FAILURE, TaskConfig
 
 
 class StartupError(RuntimeError):
@@ -32,7 +33,7 @@ def grpc_start_failure(config: TaskConfig, error: Exception) -> Optional[Startup
   address = config.cluster.address(config.task)
   port = address.rsplit(":", 1)[1]
   return StartupError(
-      f"task {config.task} could not start its gRPC server on {address} "
+      f"task {config.task} {GRPC_START_FAILURE} on {address} "
       f"(TensorFlow binds 0.0.0.0:{port}): the port is in use or cannot be bound")
 
 
@@ -40,10 +41,8 @@ class StartupWatchdog:
   """Ends this process if start-up has not finished within `timeout_s`.
 
   Example:
-    watchdog = StartupWatchdog(task_config, 60).arm()
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    ...  # after the first step:
-    watchdog.disarm()
+    with StartupWatchdog(task_config, 60):
+      strategy = tf.distribute.MultiWorkerMirroredStrategy()  # waits for every peer
   """
 
   def __init__(self, config: TaskConfig, timeout_s: float):
@@ -65,6 +64,12 @@ class StartupWatchdog:
       self._helper.stdin.close()  # EOF tells the helper that start-up finished.
       self._helper.wait()
       self._helper = None
+
+  def __enter__(self) -> "StartupWatchdog":
+    return self.arm()
+
+  def __exit__(self, *exc_info) -> None:
+    self.disarm()
 
 
 def unreachable(peers: Sequence[str], timeout_s: float = 1.0) -> list[str]:
@@ -93,8 +98,9 @@ def _watch(parent_pid: int, timeout_s: float, task: str, peers: Sequence[str]) -
     reason = f"{names} did not come up"
   else:
     reason = "every peer's port is open but the cluster did not finish starting"
-  print(f"tfdist train: error: task {task}: start-up did not finish within {timeout_s:g} s: "
-        f"{reason} (raise --startup_timeout if the peers are only slow)",
+  print(f"tfdist train: error: task {task}: the cluster did not come together within "
+        f"{timeout_s:g} s: {reason} (raise --startup_timeout if the peers are only slow "
+        "to start)",
         file=sys.stderr, flush=True)
   try:
     os.kill(parent_pid, signal.SIGKILL)

@@ -1,17 +1,54 @@
-"""Callbacks tfdist adds to every run: speed, resume point, start-up deadline."""
+"""Callbacks tfdist adds to every run: backups (any strategy), speed, resume point."""
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Optional
 
+import tensorflow as tf
 import tf_keras as keras
 from absl import logging
+
+from tfdist.train.outputs import CHECKPOINT_TEMPLATE, ModelDir
 
 
 def log_resume(epoch: int, step: int) -> None:
   """The one line every loop logs when it restored a backup (epoch counts from 1)."""
   logging.info("Resumed from backup at epoch %d after step %d (not from the start)", epoch, step)
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+  """tf_keras's BackupAndRestore, also under OneDeviceStrategy, and backed up when training ends.
+
+  tf_keras refuses OneDeviceStrategy only by a list of supported classes; with one
+  device on one worker, its backups are those of no strategy, which it supports.
+  With a step interval, tf_keras backs up only every N steps; this also backs up
+  after the last step, so a run that fails while writing its outputs (export,
+  evaluation) restarts with its training done instead of N steps before.
+  """
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._supported_strategies = (*self._supported_strategies, tf.distribute.OneDeviceStrategy)
+
+  def on_epoch_end(self, epoch, logs=None):
+    super().on_epoch_end(epoch, logs)
+    if self.save_freq != "epoch" and epoch + 1 == self.params.get("epochs"):
+      # Saved "at the last step of the epoch": tf_keras then resumes at the next epoch.
+      self._training_state._ckpt_saved_batch.assign(self.params["steps"] - 1)  # pylint: disable=protected-access
+      self._backup(epoch=epoch)
+
+
+class RecordCheckpoint(keras.callbacks.Callback):
+  """Adds each epoch's checkpoint to the run record (run.json) that the sidecar evaluator reads."""
+
+  def __init__(self, model_dir: ModelDir):
+    super().__init__()
+    self._supports_tf_logs = True  # never reads `logs`
+    self.model_dir = model_dir
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.model_dir.add_checkpoint(CHECKPOINT_TEMPLATE.format(epoch=epoch + 1))
 
 
 class RunMeter(keras.callbacks.Callback):
@@ -21,14 +58,12 @@ class RunMeter(keras.callbacks.Callback):
   and step this callback sees are the resume point.
   """
 
-  def __init__(self, global_batch_size: int, on_first_step: Optional[Callable[[], None]] = None,
-               started: Optional[float] = None):
+  def __init__(self, global_batch_size: int, started: Optional[float] = None):
     super().__init__()
     # It never reads `logs`, so Keras may run it under ParameterServerStrategy, where batch
     # hooks fire as steps are scheduled (epoch ends still wait for the steps to finish).
     self._supports_tf_logs = True
     self.global_batch_size = global_batch_size
-    self.on_first_step = on_first_step
     self.resumed_from: Optional[dict] = None
     self.epoch_rates: list[float] = []
     self.epochs_completed = 0
@@ -63,8 +98,6 @@ class RunMeter(keras.callbacks.Callback):
     self._last_step = batch
     if self.first_step_seconds is None:
       self.first_step_seconds = time.perf_counter() - self._started
-      if self.on_first_step:
-        self.on_first_step()
 
   def on_epoch_end(self, epoch, logs=None):
     self.epochs_completed = epoch + 1

@@ -72,14 +72,12 @@ class CustomLoop:
   """
 
   def __init__(self, run: Run, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-               step_loss: StepLoss = cross_entropy_step,
-               on_first_step: Optional[Callable[[], None]] = None):
+               step_loss: StepLoss = cross_entropy_step):
     self.run = run
     self.strategy = run.strategy
     self.model = model
     self.optimizer = optimizer
     self.step_loss = step_loss
-    self.on_first_step = on_first_step
     self.coordinator = (tf.distribute.experimental.coordinator.ClusterCoordinator(self.strategy)
                         if uses_coordinator(self.strategy) else None)
     with self.strategy.scope():
@@ -114,7 +112,9 @@ class CustomLoop:
   # --- The outer loop. ---
 
   def _iterator(self):
-    input_fn = self.run.source.train_input_fn(self.run.global_batch_size, seed=self.run.options.seed)
+    input_fn = self.run.source.train_input_fn(self.run.global_batch_size,
+                                              seed=self.run.options.seed,
+                                              per_worker=self.coordinator is not None)
     if self.coordinator is None:
       return iter(self.strategy.distribute_datasets_from_function(input_fn))
 
@@ -138,6 +138,8 @@ class CustomLoop:
     latest = tf.train.latest_checkpoint(model_dir.backup)
     if latest:
       backup.read(latest).expect_partial()
+      if int(self.epoch.numpy()) >= options.epochs:
+        return self.run.resumed_after_training()  # Trained; only the outputs are left to write.
       history.resumed_from = {"epoch": int(self.epoch.numpy()) + 1,
                               "step": int(self.step_in_epoch.numpy())}
       log_resume(**history.resumed_from)
@@ -165,8 +167,6 @@ class CustomLoop:
           since_backup += count
           if history.first_step_seconds is None:
             history.first_step_seconds = time.perf_counter() - self.run.started
-            if self.on_first_step:
-              self.on_first_step()
           if (options.backup_every_steps and since_backup >= options.backup_every_steps
               and step < steps_per_epoch and self.coordinator is None):
             self.step_in_epoch.assign(step)
@@ -201,8 +201,10 @@ class CustomLoop:
   def _save_epoch(self, epoch: int, manager, writer, loss: float, accuracy: float,
                   rate: float) -> None:
     """Epoch-end outputs: a weights checkpoint (as fit writes it), the backup, TensorBoard."""
+    name = CHECKPOINT_TEMPLATE.format(epoch=epoch)
     with self.run.model_dir.write_dir(CHECKPOINTS) as ckpt_dir:
-      self.model.save_weights(os.path.join(ckpt_dir, CHECKPOINT_TEMPLATE.format(epoch=epoch)))
+      self.model.save_weights(os.path.join(ckpt_dir, name))
+    self.run.model_dir.add_checkpoint(name)
     manager.save()
     if writer is not None:
       with writer.as_default():
@@ -217,9 +219,7 @@ def train_with_custom_loop(*, strategy: tf.distribute.Strategy, source: DatasetS
                            step_loss: StepLoss = cross_entropy_step,
                            optimizer: Optional[keras.optimizers.Optimizer] = None,
                            is_chief: bool = True, num_workers: int = 1,
-                           started: Optional[float] = None,
-                           on_first_step: Optional[Callable[[], None]] = None
-                           ) -> tuple[keras.Model, dict]:
+                           started: Optional[float] = None) -> tuple[keras.Model, dict]:
   """`train_with_fit`'s twin with tfdist's custom loop and a user-defined step loss.
 
   Example (label smoothing as a custom step):
@@ -244,5 +244,5 @@ def train_with_custom_loop(*, strategy: tf.distribute.Strategy, source: DatasetS
     optimizer.build(model.trainable_variables)
   logging.info("Custom loop: %d steps per epoch, %d per tf.function call",
                run.steps_per_epoch, options.steps_per_loop)
-  history = CustomLoop(run, model, optimizer, step_loss, on_first_step).train()
+  history = CustomLoop(run, model, optimizer, step_loss).train()
   return model, run.finish(model, history)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Optional
+from typing import Optional
 
 import tensorflow as tf
 import tf_keras as keras
@@ -12,7 +12,7 @@ from absl import logging
 
 from tfdist.data import DatasetSource
 from tfdist.models import ModelFn, outputs_probabilities
-from tfdist.train.callbacks import RunMeter
+from tfdist.train.callbacks import BackupAndRestore, RecordCheckpoint, RunMeter
 from tfdist.train.options import TrainOptions
 from tfdist.train.outputs import CHECKPOINT_TEMPLATE
 from tfdist.train.run import Run, TrainHistory, uses_coordinator
@@ -30,12 +30,20 @@ def compile_if_needed(model: keras.Model, options: TrainOptions) -> keras.Model:
   return model
 
 
-def backup_frequency(strategy: tf.distribute.Strategy, options: TrainOptions):
+def steps_per_execution(model: keras.Model) -> int:
+  """The steps per `fit` call the model was compiled with (by tfdist or by the user)."""
+  value = getattr(model, "_steps_per_execution", None)  # tf_keras keeps it as a variable
+  return max(1, int(value.numpy())) if value is not None else 1
+
+
+def backup_frequency(strategy: tf.distribute.Strategy, options: TrainOptions,
+                     model_steps_per_execution: int):
   """BackupAndRestore's `save_freq` for `backup_every_steps`.
 
-  tf_keras counts its batch hooks, which run once per `steps_per_execution`
-  steps, so the interval is converted (and rounded down to whole executions).
-  It backs up ParameterServerStrategy only at epoch ends.
+  tf_keras counts its batch hooks, which run once per execution of
+  `model_steps_per_execution` steps (the model's own setting, which a user who
+  compiled the model chose), so the interval is converted and rounded down to
+  whole executions. It backs up ParameterServerStrategy only at epoch ends.
   """
   if not options.backup_every_steps:
     return "epoch"
@@ -44,14 +52,31 @@ def backup_frequency(strategy: tf.distribute.Strategy, options: TrainOptions):
                  "mid-epoch (--backup_every_steps=%d applies to the other strategies)",
                  options.backup_every_steps)
     return "epoch"
-  return max(1, options.backup_every_steps // options.steps_per_execution)
+  return max(1, options.backup_every_steps // model_steps_per_execution)
+
+
+def output_callbacks(run: Run, model: keras.Model) -> list[keras.callbacks.Callback]:
+  """The callbacks that write a run's backups, checkpoints and TensorBoard logs.
+
+  They come after the RunMeter, so an epoch's time ends before its saves. (Backups
+  restore in on_train_begin, before fit picks the first epoch and step the meter sees.)
+  """
+  model_dir = run.model_dir
+  return [
+      # Kept after training: `Run.finish` removes it once every output is written.
+      BackupAndRestore(model_dir.backup, save_freq=backup_frequency(
+          run.strategy, run.options, steps_per_execution(model)), delete_checkpoint=False),
+      keras.callbacks.ModelCheckpoint(
+          os.path.join(model_dir.checkpoints, CHECKPOINT_TEMPLATE), save_weights_only=True),
+      RecordCheckpoint(model_dir),  # after ModelCheckpoint: records what it has written
+      keras.callbacks.TensorBoard(model_dir.tensorboard, update_freq="epoch"),
+  ]
 
 
 def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
                    model_fn: ModelFn, options: TrainOptions, global_batch_size: int,
                    is_chief: bool = True, num_workers: int = 1,
-                   started: Optional[float] = None,
-                   on_first_step: Optional[Callable[[], None]] = None) -> tuple[keras.Model, dict]:
+                   started: Optional[float] = None) -> tuple[keras.Model, dict]:
   """Builds the model in `strategy.scope()`, fits it, evaluates and saves.
 
   Every task of a multi-worker job calls this; only the chief writes into
@@ -66,27 +91,21 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
   run = Run(strategy=strategy, source=source, options=options,
             global_batch_size=global_batch_size, is_chief=is_chief, num_workers=num_workers,
             started=started)
-  model_dir = run.model_dir
   with strategy.scope():
     model = compile_if_needed(model_fn(source.input_shape, source.num_classes), options)
-  data = keras.utils.experimental.DatasetCreator(
-      source.train_input_fn(global_batch_size, seed=options.seed))
+  data = keras.utils.experimental.DatasetCreator(source.train_input_fn(
+      global_batch_size, seed=options.seed, per_worker=uses_coordinator(strategy)))
 
-  meter = RunMeter(global_batch_size, on_first_step, started=run.started)
-  callbacks = [
-      # First, so an epoch's time ends before the epoch-end saves. (Backups restore in
-      # on_train_begin, before fit picks the first epoch and step the meter sees.)
-      meter,
-      keras.callbacks.BackupAndRestore(
-          model_dir.backup, save_freq=backup_frequency(strategy, options), delete_checkpoint=True),
-      keras.callbacks.ModelCheckpoint(
-          os.path.join(model_dir.checkpoints, CHECKPOINT_TEMPLATE), save_weights_only=True),
-      keras.callbacks.TensorBoard(model_dir.tensorboard, update_freq="epoch"),
-  ]
+  meter = RunMeter(global_batch_size, started=run.started)
+  callbacks = [meter, *output_callbacks(run, model)]
   history = model.fit(data, epochs=options.epochs, steps_per_epoch=run.steps_per_epoch,
                       callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
-  metrics = run.finish(model, TrainHistory(
+  result = TrainHistory(
       losses=history.history.get("loss", []), accuracies=history.history.get("accuracy", []),
       epochs_completed=meter.epochs_completed, examples_per_sec=meter.examples_per_sec,
-      first_step_seconds=meter.first_step_seconds, resumed_from=meter.resumed_from))
-  return model, metrics
+      first_step_seconds=meter.first_step_seconds, resumed_from=meter.resumed_from)
+  if not history.epoch:
+    # fit ran no epoch, so its backup held them all: the run ended after training, before its
+    # outputs were written (e.g. a crash while exporting). Only the outputs remain to write.
+    result = run.resumed_after_training()
+  return model, run.finish(model, result)

@@ -21,6 +21,11 @@ TENSORBOARD = "tensorboard"
 EXPORT = "export"
 METRICS = "metrics.json"
 EVAL = "eval"  # the sidecar evaluator's outputs
+# The chief's record of the run, for the sidecar evaluator: which run this is, the checkpoints
+# it wrote (in order), and, once finished, the final one.
+RUN = "run.json"
+RUN_TRAINING = "training"
+RUN_FINISHED = "finished"
 # Per-epoch weights, as Keras ModelCheckpoint formats it; the custom loop and the evaluator agree.
 CHECKPOINT_TEMPLATE = "ckpt-{epoch:04d}"
 _CHECKPOINT_EPOCH = re.compile(r"ckpt-(\d+)$")
@@ -30,6 +35,16 @@ def checkpoint_epoch(path: str) -> Optional[int]:
   """The epoch of a `ckpt-NNNN` checkpoint path, or None for anything else."""
   match = _CHECKPOINT_EPOCH.search(path)
   return int(match.group(1)) if match else None
+
+
+def read_json(path: str) -> Optional[dict]:
+  """The JSON object in `path`, or None when it is missing or not (yet) a JSON object."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      content = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return content if isinstance(content, dict) else None
 
 
 def write_json(path: str, content: dict) -> None:
@@ -47,6 +62,7 @@ class ModelDir:
   def __init__(self, root: str, is_chief: bool = True):
     self.root = os.path.abspath(root)
     self.is_chief = is_chief
+    self._run: Optional[dict] = None
 
   def path(self, name: str) -> str:
     return os.path.join(self.root, name)
@@ -82,6 +98,47 @@ class ModelDir:
       yield os.path.join(tmp, name)
     finally:
       shutil.rmtree(tmp, ignore_errors=True)
+
+  # --- The run record (run.json), written by the chief, read by the sidecar evaluator. ---
+
+  def read_run(self) -> Optional[dict]:
+    return read_json(self.path(RUN))
+
+  def start_run(self, run_id: str, **details) -> None:
+    """Records that run `run_id` is training.
+
+    An unfinished record is continued (its checkpoints kept) when this is the same
+    run restarted, or when a backup is left to resume from.
+    """
+    if not self.is_chief:
+      return
+    previous = self.read_run() or {}
+    continues = previous.get("status") == RUN_TRAINING and (
+        previous.get("run_id") == run_id or self.has_backup())
+    self._run = {"run_id": run_id, "status": RUN_TRAINING,
+                 "checkpoints": list(previous.get("checkpoints", [])) if continues else [],
+                 "final_checkpoint": None, **details}
+    self._write_run()
+
+  def has_backup(self) -> bool:
+    return os.path.isdir(self.backup) and bool(os.listdir(self.backup))
+
+  def add_checkpoint(self, name: str) -> None:
+    """Records a per-epoch checkpoint (`ckpt-NNNN`) of this run, once written."""
+    if self._run is not None and name not in self._run["checkpoints"]:
+      self._run["checkpoints"].append(name)
+      self._write_run()
+
+  def finish_run(self) -> None:
+    """Marks the run finished, naming its last checkpoint: the evaluator's cue to stop."""
+    if self._run is not None:
+      checkpoints = self._run["checkpoints"]
+      self._run.update(status=RUN_FINISHED, final_checkpoint=checkpoints[-1] if checkpoints else None)
+      self._write_run()
+
+  def _write_run(self) -> None:
+    os.makedirs(self.root, exist_ok=True)
+    write_json(self.path(RUN), self._run)
 
   def write_metrics(self, metrics: dict) -> str:
     """Writes metrics.json atomically (chief only); returns its path."""

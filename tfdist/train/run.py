@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import uuid
 from typing import Optional
 
 import tensorflow as tf
 import tf_keras as keras
 
+from tfdist.cluster import tf_config
 from tfdist.data import DatasetSource, per_replica_batch_size
 from tfdist.train import evaluate
+from tfdist.train.callbacks import log_resume
 from tfdist.train.options import TrainOptions
 from tfdist.train.outputs import CHECKPOINTS, EXPORT, ModelDir
 
@@ -66,10 +69,24 @@ class Run:
     policy = self.options.mixed_precision
     keras.mixed_precision.set_global_policy(
         "float32" if policy in ("off", "auto") else f"mixed_{policy}")
+    self.run_id = tf_config.run_id() or f"local-{uuid.uuid4().hex[:12]}"
+    # The sidecar evaluator builds its model with the same precision as the trainers.
+    self.model_dir.start_run(self.run_id, mixed_precision=_policy_name(policy))
+
+  def resumed_after_training(self) -> TrainHistory:
+    """The history of a run restarted after all its epochs were backed up (nothing to train)."""
+    history = TrainHistory(epochs_completed=self.options.epochs,
+                           resumed_from={"epoch": self.options.epochs,
+                                         "step": self.steps_per_epoch})
+    log_resume(**history.resumed_from)
+    return history
 
   def finish(self, model: keras.Model, history: TrainHistory) -> dict:
-    """Exports, evaluates (chief) and writes metrics.json; returns the metrics."""
-    self.model_dir.remove_backup()
+    """Exports, evaluates (chief) and writes metrics.json; returns the metrics.
+
+    The backup goes last: a run that fails before everything is written restarts
+    from it, with its training done, instead of from scratch.
+    """
     if self.options.export:  # Every worker saves (MWMS may need them all); the chief keeps it.
       with self.model_dir.write_dir(EXPORT) as path:
         model.save(path)
@@ -79,8 +96,7 @@ class Run:
     metrics = {
         "strategy": strategy_class_name(self.strategy),
         "loop": self.options.loop,
-        "mixed_precision": ("off" if self.options.mixed_precision == "auto"
-                            else self.options.mixed_precision),
+        "mixed_precision": _policy_name(self.options.mixed_precision),
         "num_workers": self.num_workers,
         "num_replicas": self.strategy.num_replicas_in_sync,
         "global_batch_size": self.global_batch_size,
@@ -101,7 +117,13 @@ class Run:
         "checkpoint_dir": os.path.join(self.model_dir.root, CHECKPOINTS),
     }
     self.model_dir.write_metrics(metrics)
+    self.model_dir.finish_run()
+    self.model_dir.remove_backup()
     return metrics
+
+
+def _policy_name(policy: str) -> str:
+  return "off" if policy == "auto" else policy  # library calls treat `auto` as off
 
 
 def _float(x) -> Optional[float]:

@@ -1,65 +1,94 @@
-"""The sidecar evaluator: evaluates each checkpoint the chief writes, outside the training cluster."""
+"""The sidecar evaluator: evaluates the checkpoints the chief writes, outside the training cluster.
+
+It follows the chief's run record (`run.json`, see outputs.ModelDir): it waits
+for the record of its own run (same run id: TFDIST_RUN_ID or the cluster),
+evaluates the checkpoints that run lists in order (only the newest when it falls behind),
+and stops once the run is finished and its final checkpoint is evaluated.
+Checkpoints of earlier runs in the same model dir are never evaluated.
+"""
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 from typing import Optional
 
 import tensorflow as tf
+import tf_keras as keras
 from absl import logging
 
+from tfdist.cluster import tf_config
 from tfdist.data import DatasetSource
 from tfdist.models import ModelFn
 from tfdist.train import evaluate
 from tfdist.train.options import TrainOptions
-from tfdist.train.outputs import EVAL, METRICS, ModelDir, checkpoint_epoch, write_json
+from tfdist.train.outputs import (CHECKPOINTS, EVAL, METRICS, RUN_FINISHED, ModelDir, checkpoint_epoch,
+                                  write_json)
 
 
 def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, options: TrainOptions,
-                          poll_s: float = 1.0, started: Optional[float] = None) -> list[dict]:
-  """Evaluates every new `checkpoints/ckpt-NNNN` in order until training has finished.
+                          poll_s: float = 1.0, run_id: Optional[str] = None) -> list[dict]:
+  """Evaluates this run's checkpoints until its final one is evaluated.
 
-  Training has finished when the chief writes metrics.json after this evaluator
-  started. Results go to `model_dir/eval/`: TensorBoard scalars and metrics.json.
+  Results go to `model_dir/eval/`: TensorBoard scalars and metrics.json.
+
+  Args:
+    run_id: the run to follow (default: this task's, from TFDIST_RUN_ID or TF_CONFIG).
 
   Returns:
     One dict per evaluated checkpoint: checkpoint, epoch, eval_accuracy, eval_examples.
   """
-  started = time.time() if started is None else started
+  run_id = run_id or tf_config.run_id()
   model_dir = ModelDir(options.model_dir, is_chief=False)
   eval_dir = model_dir.path(EVAL)
-  os.makedirs(eval_dir, exist_ok=True)
-  model = model_fn(source.input_shape, source.num_classes)
-  dataset = source.eval_dataset(256)
-  evaluate_model = evaluate.accuracy_fn(model)
-  writer = tf.summary.create_file_writer(os.path.join(eval_dir, "tensorboard"))
+  evaluator: Optional[_Evaluator] = None
   results: list[dict] = []
-  logging.info("Sidecar evaluator watching %s", model_dir.checkpoints)
+  logging.info("Sidecar evaluator following run %s in %s", run_id, model_dir.root)
   while True:
-    finished = _training_finished(model_dir.path(METRICS), started)
-    done = {r["checkpoint"] for r in results}
-    for index_file in sorted(glob.glob(os.path.join(model_dir.checkpoints, "*.index"))):
-      checkpoint = index_file[:-len(".index")]
-      epoch = checkpoint_epoch(checkpoint)
-      if epoch is None or checkpoint in done:
-        continue
-      model.load_weights(checkpoint).expect_partial()
-      accuracy, examples = evaluate_model(dataset)
-      with writer.as_default():
-        tf.summary.scalar("eval_accuracy", accuracy, step=epoch)
-      writer.flush()
-      results.append({"checkpoint": checkpoint, "epoch": epoch, "eval_accuracy": accuracy,
-                      "eval_examples": examples})
-      write_json(os.path.join(eval_dir, METRICS), {"evaluations": results})
-      logging.info("Evaluated %s (epoch %d): eval_accuracy %.4f", os.path.basename(checkpoint),
-                   epoch, accuracy)
-    if finished:
-      logging.info("Training finished; sidecar evaluator evaluated %d checkpoint(s)", len(results))
+    record = model_dir.read_run()
+    if record is None or record.get("run_id") != run_id:
+      time.sleep(poll_s)  # The chief of this run has not started yet.
+      continue
+    checkpoints = record.get("checkpoints", [])
+    last = results[-1]["checkpoint"] if results else None
+    pending = checkpoints[checkpoints.index(last) + 1:] if last in checkpoints else checkpoints
+    if pending:
+      if evaluator is None:
+        os.makedirs(eval_dir, exist_ok=True)
+        evaluator = _Evaluator(source, model_fn, record.get("mixed_precision", "off"), eval_dir)
+      if len(pending) > 1:
+        logging.info("Sidecar evaluator behind: skipping %s", ", ".join(pending[:-1]))
+      results.append(evaluator.evaluate(model_dir.path(os.path.join(CHECKPOINTS, pending[-1]))))
+      write_json(os.path.join(eval_dir, METRICS), {"run_id": run_id, "evaluations": results})
+      continue  # More may have been written meanwhile.
+    final = record.get("final_checkpoint")
+    if record.get("status") == RUN_FINISHED and final == last:
+      logging.info("Training finished; sidecar evaluator evaluated %d checkpoint(s), the last "
+                   "being the final one (%s)", len(results), final)
       return results
     time.sleep(poll_s)
 
 
-def _training_finished(metrics_path: str, started: float) -> bool:
-  return os.path.exists(metrics_path) and os.path.getmtime(metrics_path) >= started
+class _Evaluator:
+  """One model, built once with the trainers' precision, loading checkpoint after checkpoint."""
+
+  def __init__(self, source: DatasetSource, model_fn: ModelFn, mixed_precision: str,
+               eval_dir: str):
+    keras.mixed_precision.set_global_policy(
+        "float32" if mixed_precision == "off" else f"mixed_{mixed_precision}")
+    self.model = model_fn(source.input_shape, source.num_classes)
+    self.dataset = source.eval_dataset(256)
+    self.accuracy = evaluate.accuracy_fn(self.model)
+    self.writer = tf.summary.create_file_writer(os.path.join(eval_dir, "tensorboard"))
+
+  def evaluate(self, checkpoint: str) -> dict:
+    epoch = checkpoint_epoch(checkpoint)
+    self.model.load_weights(checkpoint).expect_partial()
+    accuracy, examples = self.accuracy(self.dataset)
+    with self.writer.as_default():
+      tf.summary.scalar("eval_accuracy", accuracy, step=epoch)
+    self.writer.flush()
+    logging.info("Evaluated %s (epoch %d): eval_accuracy %.4f", os.path.basename(checkpoint),
+                 epoch, accuracy)
+    return {"checkpoint": os.path.basename(checkpoint), "epoch": epoch,
+            "eval_accuracy": accuracy, "eval_examples": examples}
