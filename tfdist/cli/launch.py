@@ -14,8 +14,9 @@ from tfdist.launch import Launcher, LaunchOptions
 
 _CLUSTER_SPEC = flags.DEFINE_string("cluster_spec", None, "Cluster spec file to start locally.")
 _RESTARTS = flags.DEFINE_integer(
-    "restarts", 0, "Restarts after a failure: the whole job (MWMS, a lost ps), or a lost "
-    "parameter-server worker alone.", lower_bound=0)
+    "restarts", 0, "Restarts after failures, in all: of the whole job (MWMS, a lost ps), or of "
+    "a lost parameter-server worker alone. A task's user error (status 2) is never restarted.",
+    lower_bound=0)
 # --log_dir is absl.logging's own flag (it writes no files unless asked); here it names
 # where the per-task logs go, default /tmp/tfdist/launch-<time>-<pid>.
 _STOP_GRACE = flags.DEFINE_float(
@@ -29,8 +30,12 @@ def main(argv: Sequence[str]) -> int:
   if not command:
     raise app.UsageError("no command to run; put it after --, e.g. -- tfdist train")
   spec = load_spec_file(_CLUSTER_SPEC.value)
-  log_dir = flags.FLAGS.log_dir or os.path.join(
+  log_dir = os.path.expanduser(flags.FLAGS.log_dir) if flags.FLAGS.log_dir else os.path.join(
       "/tmp/tfdist", f"launch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+  try:
+    os.makedirs(log_dir, exist_ok=True)
+  except OSError as e:
+    raise app.UsageError(f"--log_dir: cannot create {log_dir} ({e.strerror or e})") from None
   options = LaunchOptions(restarts=_RESTARTS.value, log_dir=log_dir,
                           stop_grace_s=_STOP_GRACE.value)
   return Launcher(spec, command, options).run()

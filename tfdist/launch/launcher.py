@@ -14,11 +14,15 @@ import threading
 import time
 from typing import Optional, Sequence, TextIO
 
-from tfdist.cluster import AUTO_PORT, EVALUATOR, ClusterSpec, TaskId, tf_config
+from tfdist.cluster import AUTO_PORT, EVALUATOR, WORKER, ClusterSpec, TaskId, tf_config
 from tfdist.launch import policy
-from tfdist.launch.process import TaskProcess, free_port
+from tfdist.launch.process import TaskProcess, free_port, stop_all
 
-EXIT_INTERRUPTED = 130
+# Closing the terminal (SIGHUP) stops the job as Ctrl-C and SIGTERM do; SIGKILL to the launcher
+# cannot be caught: there the kernel ends the tasks (see process.py). Exit status: 128 + signal.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# New ports after a port was taken between picking it and binding it, before giving up.
+_MAX_PORT_RETRIES = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +61,11 @@ def task_command(command: Sequence[str]) -> list[str]:
 class Launcher:
   """Runs one job: all tasks, their output, failures, restarts and signals.
 
+  One budget of `restarts` covers the whole job: whole-job restarts and
+  single-worker restarts alike. A task that exits 2 (a user error) is never
+  restarted. A job whose task could not bind an `auto` port is started again on
+  new ports, which costs no restart (the port was taken after it was picked).
+
   Example:
     code = Launcher(load_spec_file("configs/clusters/local-2workers.yaml"),
                     ["tfdist", "train"], LaunchOptions(restarts=1)).run()
@@ -71,6 +80,10 @@ class Launcher:
     self._out_lock = threading.Lock()
     self._stop_signal: Optional[int] = None
     self.restarts_used = 0
+    self.port_retries = 0
+    # Every task of this job, restarts included, shares one run id (the sidecar follows it).
+    self.run_id = (os.environ.get(tf_config.RUN_ID_VAR, "").strip()
+                   or f"launch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
 
   def say(self, message: str) -> None:
     with self._out_lock:
@@ -80,14 +93,21 @@ class Launcher:
   def run(self) -> int:
     """Runs the job to its end; returns its exit status."""
     os.makedirs(self.options.log_dir, exist_ok=True)
-    previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
     try:
       while True:
-        code, failed = self._attempt()
-        if code == 0 or self._stop_signal or self.restarts_used >= self.options.restarts:
-          return code
+        outcome = self._attempt()
+        if outcome.code == 0 or self._stop_signal:
+          return outcome.code
+        if outcome.port_in_use and self.port_retries < _MAX_PORT_RETRIES:
+          self.port_retries += 1
+          self.say(f"{outcome.failed}: its port was taken after it was picked; starting the job "
+                   f"again on new ports (not counted as a restart)")
+          continue
+        if not outcome.restartable or self.restarts_used >= self.options.restarts:
+          return outcome.code
         self.restarts_used += 1
-        self.say(f"job failed ({failed}); restarting every task "
+        self.say(f"job failed ({outcome.failed}); restarting every task "
                  f"(restart {self.restarts_used} of {self.options.restarts})")
     finally:
       for sig, handler in previous.items():
@@ -99,36 +119,36 @@ class Launcher:
 
   def _start(self, spec: ClusterSpec, task: TaskId) -> TaskProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1", TFDIST_TASK=str(task),
-               TF_CONFIG=tf_config.emit(spec, task))
+               TF_CONFIG=tf_config.emit(spec, task), **{tf_config.RUN_ID_VAR: self.run_id})
     log_path = os.path.join(self.options.log_dir, f"{task.type}-{task.index}.log")
     process = TaskProcess(task, self.command, env, log_path, self.out, self._out_lock)
     where = spec.address(task) if task.type != EVALUATOR else "no address"
     process.say(f"started {task} (pid {process.pid}, {where})")
     return process
 
-  def _attempt(self) -> tuple[int, str]:
-    """One run of every task; returns (exit status, what failed)."""
+  def _attempt(self) -> "_Outcome":
+    """One run of every task, to the job's end or its first failure."""
     spec = resolve_ports(self.spec)
     self.say(f"starting {len(list(spec.tasks()))} task(s): " + ", ".join(
         f"{t}={spec.address(t) if t.type != EVALUATOR else 'evaluator'}" for t in spec.tasks())
         + f"; logs in {self.options.log_dir}")
     running = {t: self._start(spec, t) for t in spec.tasks()}
     succeeded: set[TaskId] = set()
-    task_restarts = 0
+    lost: set[TaskId] = set()
     try:
       while True:
         if self._stop_signal:
           name = signal.Signals(self._stop_signal).name
           self.say(f"{name} received; stopping every task")
-          return EXIT_INTERRUPTED if self._stop_signal == signal.SIGINT else 143, name
+          return _Outcome(128 + self._stop_signal, name, restartable=False)
         for task, process in list(running.items()):
           code = process.poll()
           if code is None:
             continue
           del running[task]
-          process.stop(self.options.stop_grace_s)
-          action = policy.on_exit(spec, task, code, succeeded,
-                                  self.options.restarts - self.restarts_used - task_restarts)
+          process.close()
+          action = policy.on_exit(spec, task, code, succeeded, lost,
+                                  self.options.restarts - self.restarts_used)
           if code == 0:
             succeeded.add(task)
           else:
@@ -136,28 +156,36 @@ class Launcher:
           if action == policy.Action.JOB_DONE:
             self._finish(running)
             self.say("job finished: status 0")
-            return 0, ""
-          if action == policy.Action.FAIL_JOB:
+            return _Outcome(0, "")
+          if process.port_in_use and self.spec.has_auto_ports:
+            return _Outcome(code or 1, f"{task}", port_in_use=True)
+          if action in (policy.Action.FAIL_JOB, policy.Action.STOP_JOB):
             if code == 0:
               self.say(f"{task} ended while the chief still needs it")
-            return code or 1, f"{task} exited with status {code}"
+            elif action == policy.Action.STOP_JOB:
+              self.say(f"{task} reported a user error (status {code}); not restarting")
+            elif task.type == WORKER and spec.num_ps:
+              self.say("every worker is lost and no restarts are left; the job fails")
+            return _Outcome(code or 1, f"{task} exited with status {code}",
+                            restartable=action == policy.Action.FAIL_JOB)
           if action == policy.Action.RESTART_TASK:
-            task_restarts += 1
+            self.restarts_used += 1
             self.say(f"worker lost: {task}; training goes on with the other workers; "
-                     f"restarting {task}")
+                     f"restarting {task} (restart {self.restarts_used} of "
+                     f"{self.options.restarts})")
             running[task] = self._start(spec, task)
           elif code != 0 and task.type != EVALUATOR:
+            lost.add(task)
             self.say(f"worker lost: {task}; training goes on with the other workers")
         time.sleep(0.2)
     finally:
-      for process in running.values():
-        process.stop(self.options.stop_grace_s)
+      stop_all(running.values(), self.options.stop_grace_s)
 
   def _finish(self, running: dict[TaskId, TaskProcess]) -> None:
     """After training: servers are stopped now; the evaluator gets time to finish."""
     evaluator = next((p for t, p in running.items() if t.type == EVALUATOR), None)
-    for task in [t for t in running if t.type != EVALUATOR]:
-      running.pop(task).stop(self.options.stop_grace_s)
+    stop_all([running.pop(t) for t in list(running) if t.type != EVALUATOR],
+             self.options.stop_grace_s)
     if evaluator is not None:
       deadline = time.monotonic() + self.options.evaluator_grace_s
       while evaluator.poll() is None and time.monotonic() < deadline and not self._stop_signal:
@@ -165,3 +193,13 @@ class Launcher:
       if evaluator.poll() is None:
         self.say(f"evaluator still running {self.options.evaluator_grace_s:.0f} s after "
                  "training ended; stopping it")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+  """How one attempt at the job ended."""
+
+  code: int
+  failed: str                # what failed, for the launcher's message
+  restartable: bool = True   # False: a user error or a stop signal; a restart cannot help
+  port_in_use: bool = False  # a task could not bind its (auto) port

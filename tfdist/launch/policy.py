@@ -3,7 +3,9 @@
 MultiWorkerMirroredStrategy needs every task: any failure fails the job, and
 a restart brings back all tasks. Under ParameterServerStrategy the chief's
 exit ends the job; a worker may die and training goes on (it is restarted
-alone if restarts are left); a lost ps fails the job.
+alone if restarts are left) until no worker is left; a lost ps fails the job.
+A task that exits with status 2 reported a user error: restarting cannot help.
+One budget of restarts covers the whole job, single-task restarts included.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import enum
 
 from tfdist.cluster import CHIEF, EVALUATOR, PS, WORKER, ClusterSpec, TaskId
 
+EXIT_USER_ERROR = 2
+
 
 class Action(enum.Enum):
   WAIT = "wait"                  # nothing to do; the job goes on
   JOB_DONE = "job_done"          # training finished: stop what still runs (servers), exit 0
   FAIL_JOB = "fail_job"          # stop every task; restart the job if restarts are left
+  STOP_JOB = "stop_job"          # stop every task and fail: a restart would fail the same way
   RESTART_TASK = "restart_task"  # start this one task again (a PSS worker)
 
 
@@ -28,13 +33,24 @@ def completion_tasks(spec: ClusterSpec) -> set[TaskId]:
 
 
 def on_exit(spec: ClusterSpec, task: TaskId, code: int, succeeded: set[TaskId],
-            restarts_left: int) -> Action:
-  """Decides what a task's exit with `code` means, given the tasks that already succeeded."""
+            lost_workers: set[TaskId], restarts_left: int) -> Action:
+  """Decides what a task's exit with `code` means.
+
+  Args:
+    succeeded: tasks that already exited 0.
+    lost_workers: parameter-server workers that failed earlier and are not running.
+    restarts_left: what is left of the job's one restart budget.
+  """
   if task.type == EVALUATOR:
     return Action.WAIT  # A sidecar: its end, good or bad, never decides the training job.
+  if code == EXIT_USER_ERROR:
+    return Action.STOP_JOB
   if code != 0:
     if spec.num_ps and task.type == WORKER:
-      return Action.RESTART_TASK if restarts_left > 0 else Action.WAIT
+      if restarts_left > 0:
+        return Action.RESTART_TASK
+      workers = {t for t in spec.tasks() if t.type == WORKER}
+      return Action.FAIL_JOB if workers <= lost_workers | {task} else Action.WAIT
     return Action.FAIL_JOB
   done = succeeded | {task}
   if completion_tasks(spec) <= done:

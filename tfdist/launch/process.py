@@ -1,16 +1,25 @@
-"""One task's process: started in its own session, output prefixed and logged, stopped for sure."""
+"""One task's process: started in its own session, output prefixed and logged, stopped for sure.
+
+A task never outlives its launcher: each leads its own process group (so stopping
+it stops its children), and on Linux the kernel sends it SIGKILL when the
+launcher dies, however it dies (PR_SET_PDEATHSIG).
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
 import subprocess
 import threading
 import time
-from typing import Optional, Sequence, TextIO
+from typing import Callable, Iterable, Optional, Sequence, TextIO
 
-from tfdist.cluster import TaskId
+from tfdist.cluster import GRPC_START_FAILURE, TaskId
+
+_PR_SET_PDEATHSIG = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -20,11 +29,30 @@ def free_port(host: str = "127.0.0.1") -> int:
     return s.getsockname()[1]
 
 
+def _parent_death_signal() -> Optional[Callable[[], None]]:
+  """A preexec function that asks the kernel to SIGKILL the child when its parent dies.
+
+  Resolved here, before any fork: between fork and exec the child may only make the
+  system call (no imports, no locks).
+  """
+  try:
+    prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+  except (OSError, AttributeError):
+    return None  # Not Linux: SIGHUP/SIGTERM handling in the launcher still stops the tasks.
+  launcher = os.getpid()
+
+  def preexec() -> None:
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != launcher:  # The launcher died before the request took effect.
+      os._exit(1)  # pylint: disable=protected-access
+
+  return preexec
+
+
 class TaskProcess:
   """A task's command with its own TF_CONFIG.
 
   Each line it prints goes to `out` as `[worker:1] line` and to its log file.
-  The process leads its own process group, so stopping it stops its children.
   """
 
   def __init__(self, task: TaskId, command: Sequence[str], env: dict, log_path: str,
@@ -34,10 +62,11 @@ class TaskProcess:
     self._out = out
     self._out_lock = out_lock
     self.started = time.monotonic()
+    self.port_in_use = False  # it said its gRPC server could not bind its port
     self._proc = subprocess.Popen(
         list(command), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, start_new_session=True, bufsize=1, text=True,
-        errors="replace")
+        errors="replace", preexec_fn=_parent_death_signal())
     self._reader = threading.Thread(target=self._pump, name=f"output-{task}", daemon=True)
     self._reader.start()
 
@@ -48,6 +77,7 @@ class TaskProcess:
   def _pump(self) -> None:
     prefix = f"[{self.task}] "
     for line in self._proc.stdout:
+      self.port_in_use = self.port_in_use or GRPC_START_FAILURE in line
       self._log.write(line)
       with self._out_lock:
         self._out.write(prefix + line)
@@ -55,28 +85,44 @@ class TaskProcess:
     self._log.flush()
 
   def poll(self) -> Optional[int]:
-    return self._proc.poll()
+    code = self._proc.poll()
+    if code is not None:
+      self._reader.join(timeout=5)  # All its output is read (port_in_use is final).
+    return code
 
   def say(self, message: str) -> None:
     """Writes a launcher line into this task's log too."""
     self._log.write(f"[launch] {message}\n")
 
-  def stop(self, grace_s: float) -> int:
-    """SIGTERM to the group, SIGKILL after `grace_s` (a hung TF start-up ignores SIGTERM)."""
-    if self._proc.poll() is None:
-      self._signal(signal.SIGTERM)
-      try:
-        self._proc.wait(grace_s)
-      except subprocess.TimeoutExpired:
-        self._signal(signal.SIGKILL)
-    code = self._proc.wait()
-    self._signal(signal.SIGKILL)  # Children left in the group, if any.
-    self._reader.join(timeout=5)
-    self._log.close()
-    return code
-
-  def _signal(self, sig: int) -> None:
+  def signal(self, sig: int) -> None:
+    """Sends `sig` to the task's whole process group."""
     try:
       os.killpg(self._proc.pid, sig)
     except (ProcessLookupError, PermissionError):
       pass
+
+  def close(self) -> int:
+    """After the task exited: reaps it, kills what it left in its group, closes its log."""
+    code = self._proc.wait()
+    self.signal(signal.SIGKILL)
+    self._reader.join(timeout=5)
+    self._log.close()
+    return code
+
+
+def stop_all(processes: Iterable[TaskProcess], grace_s: float) -> None:
+  """SIGTERM to every task at once, SIGKILL to those still running `grace_s` later.
+
+  A hung TensorFlow start-up ignores SIGTERM; only SIGKILL ends it.
+  """
+  processes = list(processes)
+  for process in processes:
+    if process.poll() is None:
+      process.signal(signal.SIGTERM)
+  deadline = time.monotonic() + grace_s
+  while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  for process in processes:
+    if process.poll() is None:
+      process.signal(signal.SIGKILL)
+    process.close()
