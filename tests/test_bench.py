@@ -57,7 +57,8 @@ def test_tiny_bench_figures_hang_together(tmp_path, data_dir):
         precision["mixed_examples_per_sec"] / precision["float32_examples_per_sec"])
 
   table = (tmp_path / "bench.md").read_text()
-  assert f"| hand-written tf.distribute script (tutorial style) | {medians['handwritten']:,.0f} | 1.00x |" in table
+  assert (f"| hand-written tf.distribute script (tutorial style) | {medians['handwritten']:,.0f} "
+          "| 1.00x |") in table
   assert f"| {medians['tfdist_defaults']:,.0f} | {overhead['ratio_defaults']:.2f}x |" in table
   for name, row in scaling.items():
     assert f"| scaling: {name}, {row['strategy']} | {row['examples_per_sec']:,.0f} | " \

@@ -212,8 +212,8 @@ def kill_at(args, line_start, delay=0.6):
   """Runs `tfdist train ARGS`; SIGKILLs it `delay` s after it prints a line starting with
   `line_start`. Returns its output up to then."""
   import signal, subprocess, sys, time
-  proc = subprocess.Popen([sys.executable, "-m", "tfdist", "train", *args], cwd=REPO,
-                          env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.Popen([sys.executable, "-m", "tfdist", "train", *args], cwd=REPO, text=True,
+                          env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   output = []
   for line in proc.stdout:
     output.append(line)

@@ -75,16 +75,21 @@ def test_bad_yaml_files(tmp_path):
 
 
 @pytest.mark.parametrize("layer, error, message", [
-    ({"train": {"model_dir": ["a"]}}, config_lib.ConfigError, r"`train.model_dir` \(\['a'\]\) must be a string"),
-    ({"train": {"model_dir": "a\0b"}}, config_lib.ConfigError, "`train.model_dir` must be a path without NUL"),
-    ({"data": {"data_dir": {"x": 1}}}, config_lib.ConfigError, "`data.data_dir` .* must be a string or null"),
+    ({"train": {"model_dir": ["a"]}}, config_lib.ConfigError,
+     r"`train.model_dir` \(\['a'\]\) must be a string"),
+    ({"train": {"model_dir": "a\0b"}}, config_lib.ConfigError,
+     "`train.model_dir` must be a path without NUL"),
+    ({"data": {"data_dir": {"x": 1}}}, config_lib.ConfigError,
+     "`data.data_dir` .* must be a string or null"),
     ({"model": {"name": 7}}, config_lib.ConfigError, r"`model.name` \(7\) must be a string"),
     ({"model": {"name": ":build"}}, Exception, r"`model.name` \(':build'\) must be one of"),
     ({"model": {"name": "..pkg:build"}}, Exception, "`model.name`"),
     ({"data": {"dataset": "tfds:"}}, DataSourceError, r"`data.dataset` \('tfds:'\)"),
     ({"data": {"dataset": "tfds:../../etc"}}, DataSourceError, "must be mnist5k or tfds:NAME"),
-    ({"train": {"epochs": "x" * 10_000}}, config_lib.ConfigError, r"`train.epochs` \('xxx.*\.\.\.\) must"),
-    ({"strategy": {"startup_timeout_s": [1]}}, config_lib.ConfigError, "`strategy.startup_timeout_s`"),
+    ({"train": {"epochs": "x" * 10_000}}, config_lib.ConfigError,
+     r"`train.epochs` \('xxx.*\.\.\.\) must"),
+    ({"strategy": {"startup_timeout_s": [1]}}, config_lib.ConfigError,
+     "`strategy.startup_timeout_s`"),
     ({1: {}}, config_lib.ConfigError, "`1`: unknown config section"),
     ({"train": {("a",): 1}}, config_lib.ConfigError, "unknown key"),
 ])

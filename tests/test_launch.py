@@ -230,8 +230,8 @@ def test_one_restart_budget_for_the_whole_job(tmp_path):
             "    time.sleep(2); sys.exit(3)\n"
             "time.sleep(600)")
   # Tasks run in tmp_path, where they leave their marker files.
-  result = launch(f"--cluster_spec={SPEC_PS_ONLY}", "--restarts=1", f"--log_dir={tmp_path / 'logs'}",
-                  "--", "python", "-c", script, cwd=tmp_path)
+  result = launch(f"--cluster_spec={SPEC_PS_ONLY}", "--restarts=1",
+                  f"--log_dir={tmp_path / 'logs'}", "--", "python", "-c", script, cwd=tmp_path)
   assert result.returncode == 3, result.stdout
   assert "restarting worker:1 (restart 1 of 1)" in result.stdout
   assert "restarting every task" not in result.stdout

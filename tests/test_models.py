@@ -62,9 +62,11 @@ def test_model_options_check_the_name():
 
 
 @pytest.mark.parametrize("source, message", [
-    ("def build(:\n  pass\n", r"importing 'broken_models' raised SyntaxError: .*broken_models.py:1"),
+    ("def build(:\n  pass\n",
+     r"importing 'broken_models' raised SyntaxError: .*broken_models.py:1"),
     ("import no_such_dependency_xyz\n", "cannot import 'broken_models'"),
-    ("x = 1 / 0\n", r"importing 'broken_models' raised ZeroDivisionError: division by zero \(.*broken_models.py:1\)"),
+    ("x = 1 / 0\n",
+     r"importing 'broken_models' raised ZeroDivisionError: division by zero \(.*broken_models.py:1\)"),
 ])
 def test_a_user_module_that_fails_to_import_is_one_error(tmp_path, monkeypatch, source, message):
   (tmp_path / "broken_models.py").write_text(source)

@@ -148,17 +148,23 @@ def test_missing_peer_ends_within_the_deadline(tmp_path):
           f"127.0.0.1:{port} did not come up") in result.stderr
 
 
-def test_busy_port_fails_at_once_naming_the_task(tmp_path):
+@pytest.mark.parametrize("task, others", [
+    ("worker", {"worker": 1}),                        # MultiWorkerMirroredStrategy
+    ("ps", {"chief": 1, "worker": 1}),                # a parameter server's plain gRPC server
+    ("chief", {"worker": 1, "ps": 1}),                # the parameter-server chief
+])
+def test_busy_port_fails_at_once_naming_the_task(tmp_path, task, others):
   with socket.socket() as taken:
     taken.bind(("0.0.0.0", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    config = {"cluster": {"worker": [f"127.0.0.1:{port}", f"127.0.0.1:{_free_port()}"]},
-              "task": {"type": "worker", "index": 0}}
-    result = run_tfdist("train", f"--model_dir={tmp_path / 'run'}",
+    cluster = {t: [f"127.0.0.1:{_free_port()}" for _ in range(n)] for t, n in others.items()}
+    cluster.setdefault(task, []).insert(0, f"127.0.0.1:{port}")
+    config = {"cluster": cluster, "task": {"type": task, "index": 0}}
+    result = run_tfdist("train", f"--model_dir={tmp_path / 'run'}", "--startup_timeout=30",
                         env=cli_env(TF_CONFIG=json.dumps(config)), timeout=120)
-  assert result.returncode == 1
-  assert (f"tfdist train: error: task worker:0 could not start its gRPC server on "
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert (f"tfdist train: error: task {task}:0 could not start its gRPC server on "
           f"127.0.0.1:{port}") in result.stderr
   assert "Traceback" not in result.stderr
 

@@ -26,8 +26,8 @@ def test_backups_follow_the_model_own_steps_per_execution(tmp_path, data_dir,
   from tfdist.train.run import Run
   options = TrainOptions(model_dir=str(tmp_path / "run"), backup_every_steps=50,
                          steps_per_execution=10)
-  run = Run(strategy=tf.distribute.get_strategy(), source=load_source(DataOptions(data_dir=data_dir)),
-            options=options, global_batch_size=64)
+  run = Run(strategy=tf.distribute.get_strategy(), options=options, global_batch_size=64,
+            source=load_source(DataOptions(data_dir=data_dir)))
   model = resolve("mlp")((28, 28, 1), 10)
   if user_steps_per_execution:
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",

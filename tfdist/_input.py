@@ -15,7 +15,8 @@ import yaml
 MAX_BYTES = 1 << 20
 
 
-def load_yaml_file(path: str, field: str, error: type[Exception], max_bytes: int = MAX_BYTES) -> Any:
+def load_yaml_file(path: str, field: str, error: type[Exception],
+                   max_bytes: int = MAX_BYTES) -> Any:
   """The parsed content of `path` (None for an empty file).
 
   Example:

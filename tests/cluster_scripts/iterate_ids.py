@@ -34,4 +34,5 @@ def main(data_dir: str, out_dir: str, global_batch: int, seed) -> None:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1], sys.argv[2], int(sys.argv[3]), None if sys.argv[4] == "none" else int(sys.argv[4]))
+  main(sys.argv[1], sys.argv[2], int(sys.argv[3]),
+       None if sys.argv[4] == "none" else int(sys.argv[4]))

@@ -1,4 +1,4 @@
-"""Run on every task of a parameter-server cluster: the chief records which ids each worker trains on.
+"""Run on every task of a parameter-server cluster: the chief records each worker's example ids.
 
     python -m tests.cluster_scripts.pss_ids DATA_DIR OUT_FILE STEPS [SEED]
 

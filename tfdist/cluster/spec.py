@@ -66,7 +66,8 @@ def split_address(address: str, field: str) -> tuple[str, str]:
     return host, port
   if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
     raise ClusterSpecError(
-        f"{field}: port {_short(port)} in {_short(address)} must be a number from 1 to 65535 or 'auto'")
+        f"{field}: port {_short(port)} in {_short(address)} must be a number from 1 to 65535 "
+        "or 'auto'")
   return host, port
 
 
@@ -172,7 +173,8 @@ class ClusterSpec:
     count = self.evaluators if task.type == EVALUATOR else len(self.jobs.get(task.type, ()))
     if task.type not in TASK_TYPES:
       raise ClusterSpecError(
-          f"{field}.type: unknown task type {_short(task.type)}; expected one of {', '.join(TASK_TYPES)}")
+          f"{field}.type: unknown task type {_short(task.type)}; expected one of "
+          f"{', '.join(TASK_TYPES)}")
     if count == 0:
       raise ClusterSpecError(f"{field}.type: the cluster has no {task.type!r} task")
     if not 0 <= task.index < count:

@@ -8,7 +8,8 @@ import re
 from tfdist._input import short
 
 BUILTIN_MODELS = ("cnn", "mlp")
-_USER_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_USER_FUNCTION = re.compile(rf"^{_IDENTIFIER}(\.{_IDENTIFIER})*:{_IDENTIFIER}$")
 
 
 class ModelError(ValueError):

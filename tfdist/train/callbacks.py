@@ -35,7 +35,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     super().on_epoch_end(epoch, logs)
     if self.save_freq != "epoch" and epoch + 1 == self.params.get("epochs"):
       # Saved "at the last step of the epoch": tf_keras then resumes at the next epoch.
-      self._training_state._ckpt_saved_batch.assign(self.params["steps"] - 1)  # pylint: disable=protected-access
+      state = self._training_state
+      state._ckpt_saved_batch.assign(self.params["steps"] - 1)  # pylint: disable=protected-access
       self._backup(epoch=epoch)
 
 

@@ -133,7 +133,8 @@ class ModelDir:
     """Marks the run finished, naming its last checkpoint: the evaluator's cue to stop."""
     if self._run is not None:
       checkpoints = self._run["checkpoints"]
-      self._run.update(status=RUN_FINISHED, final_checkpoint=checkpoints[-1] if checkpoints else None)
+      self._run.update(status=RUN_FINISHED,
+                       final_checkpoint=checkpoints[-1] if checkpoints else None)
       self._write_run()
 
   def _write_run(self) -> None:

@@ -22,8 +22,8 @@ from tfdist.data import DatasetSource
 from tfdist.models import ModelFn
 from tfdist.train import evaluate
 from tfdist.train.options import TrainOptions
-from tfdist.train.outputs import (CHECKPOINTS, EVAL, METRICS, RUN_FINISHED, ModelDir, checkpoint_epoch,
-                                  write_json)
+from tfdist.train.outputs import (CHECKPOINTS, EVAL, METRICS, RUN_FINISHED, ModelDir,
+                                  checkpoint_epoch, write_json)
 
 
 def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, options: TrainOptions,
