@@ -144,7 +144,7 @@ MWMS = ClusterSpec.from_dict({"worker": ["h:1", "h:2"]})
     (SPEC, "worker:1", -9, set(), {"worker:0"}, 0, policy.Action.FAIL_JOB),
     (SPEC, "worker:1", -9, set(), {"worker:0"}, 1, policy.Action.RESTART_TASK),
     (SPEC, "ps:0", -9, set(), set(), 1, policy.Action.FAIL_JOB),
-    (SPEC, "ps:0", 0, set(), set(), 0, policy.Action.FAIL_JOB),
+    (SPEC, "ps:0", 0, set(), set(), 0, policy.Action.WAIT),  # it saw the run finished
     (SPEC, "evaluator:0", 1, set(), set(), 0, policy.Action.WAIT),
 ])
 def test_exit_policy(spec, task, code, succeeded, lost, restarts, action):

@@ -1,5 +1,6 @@
 """Experiment configs: YAML sections, `--params_override`, and flags, in that order.
 
+    cluster:  {slurm_tasks: ""}       # how to read a SLURM step (TF_CONFIG needs nothing)
     model:    {name: cnn}
     data:     {dataset: mnist5k, global_batch_size: 64}
     strategy: {name: auto, cpu_replicas: 0}
@@ -19,12 +20,14 @@ from typing import Any, Mapping
 import yaml
 
 from tfdist import _input
+from tfdist.cluster import ClusterOptions
 from tfdist.data import DataOptions
 from tfdist.models import ModelOptions
 from tfdist.strategy import StrategyOptions
 from tfdist.train import TrainOptions
 
 SECTIONS: dict[str, type] = {
+    "cluster": ClusterOptions,
     "model": ModelOptions,
     "data": DataOptions,
     "strategy": StrategyOptions,
@@ -42,6 +45,7 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
+  cluster: ClusterOptions
   model: ModelOptions
   data: DataOptions
   strategy: StrategyOptions

@@ -10,12 +10,12 @@ from absl import app, flags, logging
 
 from tfdist.cli import config as config_lib
 from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
-from tfdist.cluster import TaskConfig, TaskId, load_spec_file, tf_config
+from tfdist.cluster import ClusterOptions, TaskConfig, TaskId, load_spec_file, slurm, tf_config
 from tfdist.data import per_replica_batch_size
 from tfdist.models import BUILTIN_MODELS
 from tfdist.strategy import ROLE_EVALUATOR, ROLE_SERVER
 from tfdist.strategy.startup import StartupWatchdog
-from tfdist.train import precision
+from tfdist.train import ModelDir, precision
 
 _CONFIG = flags.DEFINE_string("config", None, "YAML experiment file (configs/experiments/...).")
 _PARAMS_OVERRIDE = flags.DEFINE_string(
@@ -31,6 +31,11 @@ _INTER_OP_THREADS = flags.DEFINE_integer(
 
 # Flags that set one config field; given on the command line, they win over everything.
 _FIELD_FLAGS = {
+    "slurm_tasks": ("cluster.slurm_tasks", flags.DEFINE_string(
+        "slurm_tasks", None, "Inside a SLURM step without TF_CONFIG: the roles of its ranks, "
+        "e.g. chief:1,worker:2,ps:1 (default: every task a worker).")),
+    "slurm_base_port": ("cluster.slurm_base_port", flags.DEFINE_integer(
+        "slurm_base_port", None, "Inside a SLURM step: the port of each node's first task.")),
     "strategy": ("strategy.name", flags.DEFINE_string(
         "strategy", None, "auto|one_device|mirrored|multi_worker_mirrored|parameter_server")),
     "cpu_replicas": ("strategy.cpu_replicas", flags.DEFINE_integer(
@@ -91,8 +96,10 @@ def experiment_config() -> config_lib.ExperimentConfig:
   return config_lib.build(*layers)
 
 
-def cluster_from_flags() -> Optional[TaskConfig]:
-  """--cluster_spec + --task (which also set TF_CONFIG), else TF_CONFIG, else None."""
+def cluster_from_flags(options: ClusterOptions) -> Optional[TaskConfig]:
+  """This process's cluster: --cluster_spec + --task, else TF_CONFIG, else a SLURM step,
+  else None. Whatever the source, TF_CONFIG ends up in the environment (TensorFlow reads it).
+  """
   if _TASK.value and not _CLUSTER_SPEC.value:
     raise app.UsageError("--task needs --cluster_spec (or set TF_CONFIG instead)")
   if _CLUSTER_SPEC.value:
@@ -100,7 +107,17 @@ def cluster_from_flags() -> Optional[TaskConfig]:
       raise app.UsageError("--cluster_spec needs --task=TYPE:INDEX, e.g. --task=worker:0")
     spec = load_spec_file(_CLUSTER_SPEC.value)
     os.environ[tf_config.ENV_VAR] = tf_config.emit(spec, TaskId.parse(_TASK.value))
-  return tf_config.from_environment()
+  config = tf_config.from_environment()
+  if config is None and slurm.in_step(os.environ):
+    config = slurm.task_config(os.environ, options.slurm_tasks, options.slurm_base_port)
+    os.environ[tf_config.ENV_VAR] = tf_config.emit(config.cluster, config.task)
+    # One run id for the whole step (a requeued job resumes the same run).
+    os.environ.setdefault(tf_config.RUN_ID_VAR, "slurm-{}.{}".format(
+        os.environ.get("SLURM_JOB_ID", "0"), os.environ.get("SLURM_STEP_ID", "0")))
+    gpus = slurm.gpus_for_task(os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ)
+    if gpus is not None:  # Before TensorFlow starts: each task sees only its own GPUs.
+      os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+  return config
 
 
 def check_model_dir(path: str) -> None:
@@ -122,7 +139,7 @@ def main(argv: Sequence[str]) -> int:
     raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
   from tfdist.cli.main import PROCESS_START  # pylint: disable=import-outside-toplevel
   config = experiment_config()
-  task_config = cluster_from_flags()
+  task_config = cluster_from_flags(config.cluster)
   check_model_dir(config.train.model_dir)
 
   # TensorFlow is imported only now, so a bad flag fails in well under a second; every
@@ -148,7 +165,11 @@ def main(argv: Sequence[str]) -> int:
     logging.set_verbosity(logging.INFO)
   if choice.role == ROLE_SERVER:
     logging.info(choice.log_line())
-    parameter_server.serve(task_config)
+    # Serves until the chief records the run finished, so that job systems see every task end.
+    model_dir, run_id = ModelDir(config.train.model_dir, is_chief=False), tf_config.run_id()
+    parameter_server.serve(task_config, stop_when=lambda: model_dir.run_finished(run_id))
+    logging.flush()
+    os._exit(EXIT_OK)  # pylint: disable=protected-access  (TF's server has no clean shutdown)
   if choice.role == ROLE_EVALUATOR:
     logging.info(choice.log_line())
     run_sidecar_evaluator(source=source, model_fn=model_fn, options=config.train)

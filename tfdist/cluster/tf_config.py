@@ -29,10 +29,15 @@ _KNOWN_KEYS = (_CLUSTER_KEY, _TASK_KEY, _RPC_LAYER_KEY, _ENVIRONMENT_KEY)
 
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
-  """The cluster and this process's place in it."""
+  """The cluster and this process's place in it.
+
+  `origin` says where it came from, for the strategy's one log line
+  (e.g. "TF_CONFIG", or "SLURM step: 4 tasks on 2 nodes").
+  """
 
   cluster: ClusterSpec
   task: TaskId
+  origin: str = ENV_VAR
 
   @property
   def is_chief(self) -> bool:

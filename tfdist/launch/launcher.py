@@ -160,9 +160,7 @@ class Launcher:
           if process.port_in_use and self.spec.has_auto_ports:
             return _Outcome(code or 1, f"{task}", port_in_use=True)
           if action in (policy.Action.FAIL_JOB, policy.Action.STOP_JOB):
-            if code == 0:
-              self.say(f"{task} ended while the chief still needs it")
-            elif action == policy.Action.STOP_JOB:
+            if action == policy.Action.STOP_JOB:
               self.say(f"{task} reported a user error (status {code}); not restarting")
             elif task.type == WORKER and spec.num_ps:
               self.say("every worker is lost and no restarts are left; the job fails")

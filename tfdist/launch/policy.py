@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 
-from tfdist.cluster import CHIEF, EVALUATOR, PS, WORKER, ClusterSpec, TaskId
+from tfdist.cluster import CHIEF, EVALUATOR, WORKER, ClusterSpec, TaskId
 
 EXIT_USER_ERROR = 2
 
@@ -55,7 +55,5 @@ def on_exit(spec: ClusterSpec, task: TaskId, code: int, succeeded: set[TaskId],
   done = succeeded | {task}
   if completion_tasks(spec) <= done:
     return Action.JOB_DONE
-  if spec.num_ps and task.type in (WORKER, PS):
-    # PSS servers never end by themselves while the chief trains.
-    return Action.FAIL_JOB
+  # A PSS server ends by itself (status 0) only once the chief recorded the run finished.
   return Action.WAIT

@@ -40,6 +40,11 @@ class StrategyChoice:
     return f"Strategy: {self.class_name} ({self.reason})"
 
 
+def _origin(config: TaskConfig) -> str:
+  """'TF_CONFIG has' 2 workers; 'SLURM step: 2 tasks on 1 node ->' 2 workers."""
+  return f"{config.origin} has" if config.origin == "TF_CONFIG" else f"{config.origin} ->"
+
+
 def _describe(config: TaskConfig) -> str:
   jobs = config.cluster.jobs
   parts = [f"{len(jobs[t])} {t}{'s' if len(jobs[t]) != 1 and t != PS else ''}"
@@ -85,15 +90,15 @@ def _strategy(options: StrategyOptions, config: Optional[TaskConfig],
   name = options.name
   if name == "auto":
     if not multi_task:
-      source = "no TF_CONFIG" if config is None else "TF_CONFIG has a single training task"
+      source = "no TF_CONFIG" if config is None else f"{_origin(config)} a single training task"
       return MIRRORED, f"{source} -> MirroredStrategy over {devices}"
     name = PARAMETER_SERVER if has_ps else MULTI_WORKER_MIRRORED
-    return name, (f"TF_CONFIG has {_describe(config)} -> " +
+    return name, (f"{_origin(config)} {_describe(config)} -> " +
                   ("ps tasks present" if has_ps else "no ps") + f" -> {CLASS_NAMES[name]}")
   reason = f"--strategy={name}"
   if name in (ONE_DEVICE, MIRRORED) and multi_task:
     raise StrategyError(
-        f"`strategy.name` ({name!r}) trains on one machine, but TF_CONFIG describes "
+        f"`strategy.name` ({name!r}) trains on one machine, but {config.origin} describes "
         f"{_describe(config)}; use auto, multi_worker_mirrored or parameter_server")
   if name == MULTI_WORKER_MIRRORED and has_ps:
     raise StrategyError(

@@ -8,7 +8,8 @@ parameter servers are plain `tf.distribute.Server`s that serve until stopped.
 
 from __future__ import annotations
 
-from typing import NoReturn
+import time
+from typing import Callable, Optional
 
 import tensorflow as tf
 from absl import logging
@@ -34,8 +35,15 @@ def make_parameter_server_strategy(options: StrategyOptions,
       resolver, variable_partitioner=partitioner)
 
 
-def serve(config: TaskConfig) -> NoReturn:
-  """Runs this worker or ps task's gRPC server until the process is stopped."""
+def serve(config: TaskConfig, stop_when: Optional[Callable[[], bool]] = None,
+          poll_s: float = 2.0) -> None:
+  """Runs this worker or ps task's gRPC server until `stop_when()` is true (checked every
+  `poll_s` seconds), or, without it, until the process is stopped.
+
+  Example:
+    serve(task_config, stop_when=lambda: os.path.exists("/shared/run/DONE"))
+    os._exit(0)  # the server thread never ends by itself
+  """
   resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
   try:
     server = tf.distribute.Server(
@@ -43,7 +51,11 @@ def serve(config: TaskConfig) -> NoReturn:
         protocol=resolver.rpc_layer or "grpc", start=True)
   except tf.errors.OpError as e:
     raise grpc_start_failure(config, e) or e
-  logging.info("Serving as %s for parameter-server training at %s (until stopped)",
-               config.task, config.cluster.address(config.task))
-  server.join()
-  raise AssertionError("tf.distribute.Server.join returned")
+  logging.info("Serving as %s for parameter-server training at %s (until %s)",
+               config.task, config.cluster.address(config.task),
+               "the run finishes" if stop_when else "stopped")
+  if stop_when is None:
+    server.join()
+  while not stop_when():
+    time.sleep(poll_s)
+  logging.info("Training finished; %s stops serving", config.task)

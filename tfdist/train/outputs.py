@@ -104,6 +104,11 @@ class ModelDir:
   def read_run(self) -> Optional[dict]:
     return read_json(self.path(RUN))
 
+  def run_finished(self, run_id: Optional[str]) -> bool:
+    """True once the chief has recorded run `run_id` finished."""
+    record = self.read_run()
+    return bool(record) and record.get("run_id") == run_id and record.get("status") == RUN_FINISHED
+
   def start_run(self, run_id: str, **details) -> None:
     """Records that run `run_id` is training.
 

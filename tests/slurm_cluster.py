@@ -1,0 +1,160 @@
+"""A private one-node SLURM cluster for tests: Debian's slurmctld, slurmd and munge, run as root.
+
+Everything of it lives in one temp dir (its own slurm.conf, named through SLURM_CONF, its state,
+spool, logs and pid files), its node is `localhost` at 127.0.0.1, and `stop()` ends what `start()`
+started (munged too, unless it was already running).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from typing import Optional
+
+DAEMONS = ("slurmctld", "slurmd", "srun", "munged")
+MUNGE_KEY = "/etc/munge/munge.key"
+MUNGE_PID = "/run/munge/munged.pid"
+
+
+def missing_programs() -> list[str]:
+  return [name for name in DAEMONS if shutil.which(name) is None
+          and not os.path.exists(f"/usr/sbin/{name}")]
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _program(name: str) -> str:
+  return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+class SlurmCluster:
+  """Start with `start()`; run jobs with `srun(...)` (SLURM_CONF set); end with `stop()`."""
+
+  def __init__(self, root: str):
+    self.root = root
+    self.conf = os.path.join(root, "slurm.conf")
+    self._started_munge = False
+
+  def env(self, **extra: str) -> dict:
+    env = dict(os.environ, SLURM_CONF=self.conf)
+    env.update(extra)
+    return env
+
+  def start(self, timeout_s: float = 60.0) -> None:
+    for sub in ("state", "spool"):
+      os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+    self._start_munge()
+    node = subprocess.run([_program("slurmd"), "-C"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()[0]
+    # The machine's own CPU/memory line, with the node renamed to localhost at 127.0.0.1.
+    hardware = " ".join(w for w in node.split() if not w.startswith(("NodeName=", "UpTime=")))
+    with open(self.conf, "w", encoding="utf-8") as f:
+      f.write(f"""ClusterName=tfdisttest
+SlurmctldHost=localhost(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+ReturnToService=2
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SlurmctldPort={_free_port()}
+SlurmdPort={_free_port()}
+StateSaveLocation={self.root}/state
+SlurmdSpoolDir={self.root}/spool
+SlurmctldPidFile={self.root}/slurmctld.pid
+SlurmdPidFile={self.root}/slurmd.pid
+SlurmctldLogFile={self.root}/slurmctld.log
+SlurmdLogFile={self.root}/slurmd.log
+NodeName=localhost NodeAddr=127.0.0.1 {hardware} State=UNKNOWN
+PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE
+""")
+    env = self.env()
+    subprocess.run([_program("slurmctld"), "-f", self.conf], env=env, check=True)
+    subprocess.run([_program("slurmd"), "-f", self.conf, "-N", "localhost"], env=env, check=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+      state = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], env=env, capture_output=True,
+                             text=True).stdout.strip()
+      if state in ("idle", "mix", "alloc"):
+        return
+      if state:
+        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], env=env,
+                       capture_output=True)
+      time.sleep(0.5)
+    raise RuntimeError(f"the test SLURM node did not become idle (state {state!r}); logs in "
+                       f"{self.root}")
+
+  def _start_munge(self) -> None:
+    if _pid_alive(MUNGE_PID):
+      return
+    if not os.path.exists(MUNGE_KEY):
+      os.makedirs(os.path.dirname(MUNGE_KEY), exist_ok=True)
+      with open(MUNGE_KEY, "wb") as f:
+        f.write(os.urandom(1024))
+      shutil.chown(MUNGE_KEY, "munge", "munge")
+      os.chmod(MUNGE_KEY, 0o400)
+    os.makedirs("/run/munge", exist_ok=True)
+    shutil.chown("/run/munge", "munge", "munge")
+    subprocess.run(["su", "-s", "/bin/sh", "munge", "-c", _program("munged")], check=True)
+    self._started_munge = True
+
+  def srun(self, args: list[str], timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["srun", *args], env=self.env(**env), capture_output=True, text=True,
+                          timeout=timeout)
+
+  def stop(self) -> None:
+    for name in ("slurmd", "slurmctld"):
+      _kill_by_pidfile(os.path.join(self.root, f"{name}.pid"))
+    if self._started_munge:
+      _kill_by_pidfile(MUNGE_PID)
+
+
+def _read_pid(path: str) -> Optional[int]:
+  try:
+    with open(path, encoding="utf-8") as f:
+      return int(f.read().strip())
+  except (OSError, ValueError):
+    return None
+
+
+def _pid_alive(path: str) -> bool:
+  pid = _read_pid(path)
+  if pid is None:
+    return False
+  try:
+    os.kill(pid, 0)
+    return True
+  except OSError:
+    return False
+
+
+def _kill_by_pidfile(path: str, grace_s: float = 10.0) -> None:
+  pid = _read_pid(path)
+  if pid is None:
+    return
+  try:
+    os.kill(pid, signal.SIGTERM)
+  except ProcessLookupError:
+    return
+  deadline = time.monotonic() + grace_s
+  while time.monotonic() < deadline:
+    try:
+      os.kill(pid, 0)
+    except ProcessLookupError:
+      return
+    time.sleep(0.1)
+  try:
+    os.kill(pid, signal.SIGKILL)
+  except ProcessLookupError:
+    pass

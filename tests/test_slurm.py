@@ -1,0 +1,188 @@
+"""A SLURM step as a cluster: parsing SLURM's variables (pure), and real `srun` runs.
+
+The real runs need Debian's slurmctld/slurmd/munge (`.ci/run` installs them); they start a
+private one-node SLURM for the session (see tests/slurm_cluster.py).
+"""
+
+import subprocess
+
+import pytest
+
+from tfdist.cluster import ClusterSpecError, TaskId
+from tfdist.cluster import slurm
+
+
+@pytest.mark.parametrize("text, hosts", [
+    ("n1", ["n1"]),
+    ("n[1-3,7],gpu[01-02]", ["n1", "n2", "n3", "n7", "gpu01", "gpu02"]),
+    ("a-b[01-10]", [f"a-b{i:02d}" for i in range(1, 11)]),
+    ("n[8-11]", ["n8", "n9", "n10", "n11"]),  # SLURM's order: n9 before n10
+    ("host-a,host-b", ["host-a", "host-b"]),
+    ("n[1-2]-ib", ["n1-ib", "n2-ib"]),
+    ("rack[1-2]n", ["rack1n", "rack2n"]),
+])
+def test_node_lists_expand_in_slurm_order(text, hosts):
+  assert slurm.expand_nodelist(text) == hosts
+
+
+@pytest.mark.parametrize("text, message", [
+    ("n[1-3", "unbalanced brackets"),
+    ("n]1[", "unbalanced brackets"),
+    ("n[1-3]]", "unbalanced brackets"),
+    ("n[[1-3]]", "unbalanced brackets"),
+    ("n1,,n2", "empty host"),
+    ("n[a-c]", "'a-c' .* is not N or N-M"),
+    ("n[3-1]", "range '3-1' .* is empty"),
+    ("n[1-2][3-4]", "is not a host or host\\[ranges\\]"),
+    ("n[]", "unbalanced brackets|is not a host"),
+])
+def test_malformed_node_lists_name_the_variable(text, message):
+  with pytest.raises(ClusterSpecError, match=f"SLURM_STEP_NODELIST: .*{message}"):
+    slurm.expand_nodelist(text)
+
+
+@pytest.mark.parametrize("text, counts", [
+    ("1", [1]), ("2(x3),1", [2, 2, 2, 1]), ("4,2(x2)", [4, 2, 2]),
+])
+def test_tasks_per_node_expand(text, counts):
+  assert slurm.expand_tasks_per_node(text) == counts
+
+
+@pytest.mark.parametrize("text", ["", "x", "2(x)", "2(x0)", "0", "2(3)", "-1", "2,,1"])
+def test_malformed_tasks_per_node(text):
+  with pytest.raises(ClusterSpecError, match="SLURM_STEP_TASKS_PER_NODE: "):
+    slurm.expand_tasks_per_node(text)
+
+
+def step(procid, nodes="n[9-10]", per_node="2(x2)", num_tasks=4, **extra):
+  return {"SLURM_PROCID": str(procid), "SLURM_STEP_NODELIST": nodes,
+          "SLURM_STEP_TASKS_PER_NODE": per_node, "SLURM_STEP_NUM_TASKS": str(num_tasks), **extra}
+
+
+def test_workers_by_default_with_ports_per_node():
+  config = slurm.task_config(step(3), base_port=3000)
+  assert config.cluster.as_dict() == {"worker": ["n9:3000", "n9:3001", "n10:3000", "n10:3001"]}
+  assert config.task == TaskId("worker", 3)
+  assert config.origin == "SLURM step: 4 tasks on 2 nodes"
+
+
+def test_layout_assigns_ranks_chief_workers_ps_evaluator():
+  env = step(4, nodes="n[1-3]", per_node="2(x2),1", num_tasks=5)
+  config = slurm.task_config(env, "ps:1,worker:2,chief:1,evaluator:1", base_port=3000)
+  assert config.cluster.as_dict() == {"chief": ["n1:3000"], "worker": ["n1:3001", "n2:3000"],
+                                      "ps": ["n2:3001"]}
+  assert config.cluster.evaluators == 1 and config.task == TaskId("evaluator", 0)
+  assert slurm.task_config(step(0, nodes="n[1-3]", per_node="2(x2),1", num_tasks=5),
+                           "chief:1,worker:2,ps:1,evaluator:1").is_chief
+
+
+@pytest.mark.parametrize("env, layout, message", [
+    (step(0), "worker:3", "--slurm_tasks: 'worker:3' names 3 tasks, but the SLURM step has 4"),
+    (step(0), "boss:4", "--slurm_tasks: 'boss:4' must be TYPE:COUNT"),
+    (step(0), "worker:2,worker:2", "each type once"),
+    (step(0), "chief:2,worker:2", "at most one chief"),
+    (step(0), "ps:4", "--slurm_tasks.worker: a cluster with `ps` tasks needs at least one worker"),
+    (step(4), "", "SLURM_PROCID: 4 is not a rank of the step's 4 tasks"),
+    (step(0, num_tasks=5), "", "SLURM_STEP_NUM_TASKS: 5 tasks, but SLURM_STEP_TASKS_PER_NODE adds up to 4"),
+    (step(0, per_node="2"), "", "SLURM_STEP_TASKS_PER_NODE: '2' gives 1 node"),
+    (step("x"), "", "SLURM_PROCID: 'x' is not a non-negative integer"),
+    ({"SLURM_PROCID": "0"}, "", "SLURM_STEP_NODELIST: not set; not inside a SLURM job step"),
+    (step(1, SLURMD_NODENAME="n10", SLURM_LOCALID="0"), "",
+     "tfdist needs ranks to fill nodes in order"),
+])
+def test_step_errors_are_one_line_naming_the_variable(env, layout, message):
+  with pytest.raises(ClusterSpecError) as raised:
+    slurm.task_config(env, layout)
+  assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_gpus_are_split_among_the_tasks_on_a_node():
+  env = step(1, nodes="n1", per_node="2", num_tasks=2)
+  assert slurm.gpus_for_task("0,1,2,3", env) == "2,3"
+  assert slurm.gpus_for_task("0,1,2,3", step(0, nodes="n1", per_node="2", num_tasks=2)) == "0,1"
+  assert slurm.gpus_for_task("0,1,2,3", dict(env, SLURM_GPUS_PER_TASK="2")) is None  # bound
+  assert slurm.gpus_for_task("", env) is None  # a CPU node: nothing changes
+  assert slurm.gpus_for_task("0,1,2,3", {}) is None  # not in a step
+  assert slurm.gpus_for_task("0", env) is None  # fewer GPUs than tasks: left to the user
+
+
+# --- Real SLURM: `srun tfdist train` on a private one-node cluster. ---
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+  import os
+  from tests import slurm_cluster as sc
+  missing = sc.missing_programs()
+  if missing:
+    # CI installs them (.ci/run sets TFDIST_REQUIRE_SLURM=1): there, a missing SLURM fails.
+    if os.environ.get("TFDIST_REQUIRE_SLURM"):
+      pytest.fail(f"SLURM programs missing: {', '.join(missing)}")
+    pytest.skip(f"SLURM programs missing: {', '.join(missing)} (apt-get install slurmd "
+                "slurmctld slurm-client munge)")
+  cluster = sc.SlurmCluster(str(tmp_path_factory.mktemp("slurm")))
+  cluster.start()
+  yield cluster
+  cluster.stop()
+
+
+def srun_train(cluster, tmp_path, data_dir, tasks, *args):
+  from tests.conftest import REPO, THREAD_FLAGS, cli_env
+  import sys
+  model_dir = tmp_path / "run"
+  env = {k: v for k, v in cli_env().items() if not k.startswith("SLURM_")}
+  result = cluster.srun(["-n", str(tasks), "--overcommit", "--kill-on-bad-exit=1", "--chdir", REPO,
+                         sys.executable, "-m", "tfdist", "train", f"--model_dir={model_dir}",
+                         f"--data_dir={data_dir}", *THREAD_FLAGS, *args],
+                        **{k: v for k, v in env.items() if k != "SLURM_CONF"})
+  return result, model_dir
+
+
+@pytest.mark.cluster
+def test_srun_two_workers_trains_multi_worker_mirrored(slurm_cluster, tmp_path, data_dir):
+  from tests.conftest import read_metrics
+  result, model_dir = srun_train(slurm_cluster, tmp_path, data_dir, 2)
+  assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+  assert ("Strategy: MultiWorkerMirroredStrategy (SLURM step: 2 tasks on 1 node -> 2 workers -> "
+          "no ps -> MultiWorkerMirroredStrategy; this is task worker:") in result.stderr
+  metrics = read_metrics(str(model_dir))
+  assert metrics["strategy"] == "MultiWorkerMirroredStrategy" and metrics["num_workers"] == 2
+  assert metrics["eval_accuracy"] >= 0.95
+
+
+@pytest.mark.cluster
+def test_srun_with_a_parameter_server_layout(slurm_cluster, tmp_path, data_dir):
+  from tests.conftest import read_metrics
+  result, model_dir = srun_train(slurm_cluster, tmp_path, data_dir, 4,
+                                 "--slurm_tasks=chief:1,worker:2,ps:1", "--epochs=4")
+  assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+  assert ("Strategy: ParameterServerStrategy (SLURM step: 4 tasks on 1 node -> 1 chief, 2 workers, "
+          "1 ps -> ps tasks present -> ParameterServerStrategy; this is task chief:0)") in result.stderr
+  metrics = read_metrics(str(model_dir))
+  assert metrics["strategy"] == "ParameterServerStrategy" and metrics["num_workers"] == 2
+  assert metrics["eval_accuracy"] >= 0.9
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("script, tasks, placement, strategy", [
+    ("slurm_multi_worker.sbatch", 2, ["--ntasks-per-node=2"], "MultiWorkerMirroredStrategy"),
+    ("slurm_parameter_server.sbatch", 4, [], "ParameterServerStrategy"),
+])
+def test_the_sbatch_examples_run(slurm_cluster, tmp_path, data_dir, script, tasks, placement,
+                                 strategy):
+  """The examples as a user submits them (on one node here: its tasks share it)."""
+  import os, sys, json
+  from tests.conftest import REPO, THREAD_FLAGS, cli_env
+  model_dir = tmp_path / "run"
+  env = {k: v for k, v in cli_env().items() if not k.startswith("SLURM_")}
+  env.update(MODEL_DIR=str(model_dir), PATH=f"{os.path.dirname(sys.executable)}:{env['PATH']}")
+  result = subprocess.run(
+      ["sbatch", "--wait", "--nodes=1", f"--ntasks={tasks}", *placement,
+       "--overcommit", f"--output={tmp_path / 'job.out'}", "--chdir", REPO,
+       os.path.join(REPO, "examples", script), f"--data_dir={data_dir}", "--epochs=2",
+       *THREAD_FLAGS],
+      env=slurm_cluster.env(**env), capture_output=True, text=True, timeout=600)
+  output = (tmp_path / "job.out").read_text() if (tmp_path / "job.out").exists() else ""
+  assert result.returncode == 0, (result.stdout + result.stderr + output)[-4000:]
+  metrics = json.loads((model_dir / "metrics.json").read_text())
+  assert metrics["strategy"] == strategy and metrics["epochs_completed"] == 2
+  assert f"(SLURM step: {tasks} tasks on 1 node -> " in output
