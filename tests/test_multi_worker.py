@@ -212,3 +212,47 @@ def test_the_start_up_deadline_covers_only_the_rendezvous(tmp_path, data_dir):
   assert result.returncode == 0, result.stdout[-4000:]
   assert "did not come together" not in result.stdout
   assert read_metrics(model_dir)["epochs_completed"] == 1
+
+
+@pytest.mark.parametrize("loop, trigger", [("fit", "[worker:1] Epoch 3/5"),
+                                           ("custom", "[worker:0] Epoch 2/5:")])
+def test_sigterm_to_a_worker_saves_and_resumes_with_no_step_redone(tmp_path, data_dir, loop,
+                                                                    trigger):
+  """SIGTERM (preemption) to worker:1 mid-epoch: every worker saves at the next step boundary and
+  exits 75; the launcher starts the job again without using --restarts; it resumes there."""
+  model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "tfdist", "launch",
+       f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=0",
+       f"--log_dir={log_dir}", "--", "tfdist", "train", f"--model_dir={model_dir}",
+       f"--data_dir={data_dir}", "--epochs=5", f"--loop={loop}", *THREAD_FLAGS],
+      cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  output = []
+  for line in proc.stdout:
+    output.append(line)
+    if line.startswith(trigger):  # into the middle of epoch 3
+      time.sleep(0.7)
+      pid = int(re.search(r"started worker:1 \(pid (\d+)", (log_dir / "worker-1.log").read_text())
+                .group(1))
+      os.kill(pid, signal.SIGTERM)
+      break
+  output.extend(proc.stdout)
+  assert proc.wait(timeout=400) == 0, "".join(output)[-4000:]
+  text = "".join(output)
+  saved = {m.groups() for m in re.finditer(
+      r"\[(worker:\d)\] .*Preempted: training state saved at epoch (\d+) after step (\d+); "
+      r"exiting with status 75", text)}
+  assert {task for task, _, _ in saved} == {"worker:0", "worker:1"}, text[-4000:]
+  points = {(int(e), int(s)) for _, e, s in saved}
+  assert len(points) == 1, points  # every worker saved at the same step
+  (epoch, step), = points
+  assert epoch == 3 and 0 < step < 62
+  assert "was preempted and the job saved its state; starting the job again" in text
+  assert "(not counted as a restart)" in text and "restarting every task" not in text
+  for task in ("worker:0", "worker:1"):
+    assert f"[{task}] " in text and re.search(
+        rf"\[{task}\] .*Resumed from backup at epoch {epoch} after step {step} ", text)
+  metrics = read_metrics(model_dir)
+  assert metrics["resumed_from"] == {"epoch": epoch, "step": step}  # 0 steps redone
+  assert metrics["epochs_completed"] == 5 and metrics["eval_accuracy"] >= 0.95
+  assert not (model_dir / "backup").exists()

@@ -16,16 +16,14 @@ from typing import Callable, Iterator, NoReturn, Sequence
 from absl import app, flags, logging
 
 from tfdist.cli.config import ConfigError
-from tfdist.cluster import ClusterSpecError
+from tfdist.cluster import EXIT_FAILURE, EXIT_OK, EXIT_USER_ERROR, ClusterSpecError
 from tfdist.data import BatchError, DataSourceError
 from tfdist.models import ModelError
 from tfdist.strategy import StrategyError
 from tfdist.strategy.startup import StartupError
 from tfdist.train import TrainOptionsError
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+EXIT_USAGE = EXIT_USER_ERROR  # (EXIT_OK and EXIT_FAILURE come from tfdist.cluster too)
 
 USER_ERRORS = (app.UsageError, flags.Error, ConfigError, ClusterSpecError, BatchError,
                DataSourceError, ModelError, StrategyError, TrainOptionsError)
@@ -36,7 +34,8 @@ _NOISE = ("Sharding callback duration", "Found untraced functions",
           "Constructing tf.data.Dataset", "Creating a tf.data.Dataset reading",
           "Load dataset info from", "Reusing dataset", "Fields info.",
           "Waiting for all global closures", "triggered tf.function retracing",
-          "then broadcast to", "Collective all_reduce", "Collective all-reduce")
+          "then broadcast to", "Collective all_reduce", "Collective all-reduce",
+          "PreemptionCheckpointHandler.total_run_calls")
 
 
 # Failures whose message says all there is to say: one line, exit 1.

@@ -2,12 +2,15 @@
 
 from tfdist.cluster.files import load as load_spec_file
 from tfdist.cluster.options import ClusterOptions
-from tfdist.cluster.spec import (AUTO_PORT, CHIEF, EVALUATOR, GRPC_START_FAILURE, PS, WORKER,
-                                 ClusterSpec, ClusterSpecError, TaskId)
+from tfdist.cluster.protocol import (EXIT_FAILURE, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR,
+                                     GRPC_START_FAILURE)
+from tfdist.cluster.spec import (AUTO_PORT, CHIEF, EVALUATOR, PS, WORKER, ClusterSpec,
+                                 ClusterSpecError, TaskId)
 from tfdist.cluster.tf_config import TaskConfig
 from tfdist.cluster import tf_config
 
 __all__ = [
-    "AUTO_PORT", "CHIEF", "ClusterOptions", "EVALUATOR", "GRPC_START_FAILURE", "PS", "WORKER", "ClusterSpec",
+    "AUTO_PORT", "CHIEF", "ClusterOptions", "EVALUATOR", "EXIT_FAILURE", "EXIT_OK",
+    "EXIT_PREEMPTED", "EXIT_USER_ERROR", "GRPC_START_FAILURE", "PS", "WORKER", "ClusterSpec",
     "ClusterSpecError", "TaskId", "TaskConfig", "load_spec_file", "tf_config",
 ]

@@ -23,8 +23,6 @@ TASK_TYPES = TRAINING_TASK_TYPES + (EVALUATOR,)
 
 # A port written as `auto` is picked free by the local launcher.
 AUTO_PORT = "auto"
-# What a task prints when its gRPC server cannot bind its port; the launcher watches for it.
-GRPC_START_FAILURE = "could not start its gRPC server"
 
 _HOST_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.\-]+)$")
 _TASK_RE = re.compile(r"^([a-z]+):([0-9]{1,6})$")

@@ -92,12 +92,17 @@ def builder(data_dir: str | None) -> Mnist5k:
   A file lock keeps the tasks of a local cluster from preparing it at once.
   """
   b = Mnist5k(data_dir=data_dir, file_format="tfrecord")
-  if not b.is_prepared():
-    os.makedirs(b.data_dir_root, exist_ok=True)
-    with open(os.path.join(b.data_dir_root, f".{NAME}.lock"), "w") as lock:
-      fcntl.flock(lock, fcntl.LOCK_EX)
-      b = Mnist5k(data_dir=data_dir, file_format="tfrecord")
-      if not b.is_prepared():
-        b.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            num_shards=NUM_SHARDS, try_download_gcs=False))
+  if b.is_prepared():
+    return b
+  prepare = lambda: b.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      num_shards=NUM_SHARDS, try_download_gcs=False))
+  if "://" in str(b.data_dir_root):  # Remote storage has no file locks: TFDS's atomic rename.
+    prepare()
+    return b
+  os.makedirs(b.data_dir_root, exist_ok=True)
+  with open(os.path.join(b.data_dir_root, f".{NAME}.lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    b = Mnist5k(data_dir=data_dir, file_format="tfrecord")
+    if not b.is_prepared():
+      prepare()
   return b

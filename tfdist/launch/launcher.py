@@ -23,6 +23,10 @@ from tfdist.launch.process import TaskProcess, free_port, stop_all
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # New ports after a port was taken between picking it and binding it, before giving up.
 _MAX_PORT_RETRIES = 3
+# Free restarts after preemptions (each needs a SIGTERM from outside), before they count.
+_MAX_PREEMPTIONS = 20
+# How long the peers of a preempted task may take to save and end by themselves.
+_PREEMPTED_SAVE_S = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +67,9 @@ class Launcher:
 
   One budget of `restarts` covers the whole job: whole-job restarts and
   single-worker restarts alike. A task that exits 2 (a user error) is never
-  restarted. A job whose task could not bind an `auto` port is started again on
-  new ports, which costs no restart (the port was taken after it was picked).
+  restarted. Two restarts cost nothing: of a job whose task could not bind an
+  `auto` port (on new ports: it was taken after it was picked), and of a job
+  that was preempted (status 75) after saving its state.
 
   Example:
     code = Launcher(load_spec_file("configs/clusters/local-2workers.yaml"),
@@ -81,6 +86,7 @@ class Launcher:
     self._stop_signal: Optional[int] = None
     self.restarts_used = 0
     self.port_retries = 0
+    self.preemptions = 0
     # Every task of this job, restarts included, shares one run id (the sidecar follows it).
     self.run_id = (os.environ.get(tf_config.RUN_ID_VAR, "").strip()
                    or f"launch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
@@ -99,6 +105,11 @@ class Launcher:
         outcome = self._attempt()
         if outcome.code == 0 or self._stop_signal:
           return outcome.code
+        if outcome.preempted and self.preemptions < _MAX_PREEMPTIONS:
+          self.preemptions += 1
+          self.say(f"{outcome.failed} was preempted and the job saved its state; starting the job "
+                   "again, which resumes at that step (not counted as a restart)")
+          continue
         if outcome.port_in_use and self.port_retries < _MAX_PORT_RETRIES:
           self.port_retries += 1
           self.say(f"{outcome.failed}: its port was taken after it was picked; starting the job "
@@ -159,6 +170,11 @@ class Launcher:
             return _Outcome(0, "")
           if process.port_in_use and self.spec.has_auto_ports:
             return _Outcome(code or 1, f"{task}", port_in_use=True)
+          if action == policy.Action.PREEMPTED:
+            # Every peer saves at the same step and ends too: give them time to finish saving.
+            stop_all([running.pop(t) for t in list(running) if t.type != EVALUATOR],
+                     self.options.stop_grace_s, wait_first_s=_PREEMPTED_SAVE_S)
+            return _Outcome(code, f"{task}", preempted=True)
           if action in (policy.Action.FAIL_JOB, policy.Action.STOP_JOB):
             if action == policy.Action.STOP_JOB:
               self.say(f"{task} reported a user error (status {code}); not restarting")
@@ -201,3 +217,4 @@ class _Outcome:
   failed: str                # what failed, for the launcher's message
   restartable: bool = True   # False: a user error or a stop signal; a restart cannot help
   port_in_use: bool = False  # a task could not bind its (auto) port
+  preempted: bool = False    # a task was preempted (status 75) after the job saved its state

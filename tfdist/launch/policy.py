@@ -5,16 +5,17 @@ a restart brings back all tasks. Under ParameterServerStrategy the chief's
 exit ends the job; a worker may die and training goes on (it is restarted
 alone if restarts are left) until no worker is left; a lost ps fails the job.
 A task that exits with status 2 reported a user error: restarting cannot help.
-One budget of restarts covers the whole job, single-task restarts included.
+A task that exits with status 75 was preempted and saved its state: the job
+starts again, without using a restart. One budget of restarts covers the whole
+job, single-task restarts included.
 """
 
 from __future__ import annotations
 
 import enum
 
-from tfdist.cluster import CHIEF, EVALUATOR, WORKER, ClusterSpec, TaskId
-
-EXIT_USER_ERROR = 2
+from tfdist.cluster import (CHIEF, EVALUATOR, EXIT_PREEMPTED, EXIT_USER_ERROR, WORKER, ClusterSpec,
+                            TaskId)
 
 
 class Action(enum.Enum):
@@ -23,6 +24,7 @@ class Action(enum.Enum):
   FAIL_JOB = "fail_job"          # stop every task; restart the job if restarts are left
   STOP_JOB = "stop_job"          # stop every task and fail: a restart would fail the same way
   RESTART_TASK = "restart_task"  # start this one task again (a PSS worker)
+  PREEMPTED = "preempted"        # let the others finish saving, then start the job again (free)
 
 
 def completion_tasks(spec: ClusterSpec) -> set[TaskId]:
@@ -45,6 +47,8 @@ def on_exit(spec: ClusterSpec, task: TaskId, code: int, succeeded: set[TaskId],
     return Action.WAIT  # A sidecar: its end, good or bad, never decides the training job.
   if code == EXIT_USER_ERROR:
     return Action.STOP_JOB
+  if code == EXIT_PREEMPTED and not spec.num_ps:
+    return Action.PREEMPTED
   if code != 0:
     if spec.num_ps and task.type == WORKER:
       if restarts_left > 0:

@@ -110,12 +110,16 @@ class TaskProcess:
     return code
 
 
-def stop_all(processes: Iterable[TaskProcess], grace_s: float) -> None:
+def stop_all(processes: Iterable[TaskProcess], grace_s: float, wait_first_s: float = 0.0) -> None:
   """SIGTERM to every task at once, SIGKILL to those still running `grace_s` later.
 
-  A hung TensorFlow start-up ignores SIGTERM; only SIGKILL ends it.
+  A hung TensorFlow start-up ignores SIGTERM; only SIGKILL ends it. With
+  `wait_first_s`, tasks that are ending by themselves get that long first.
   """
   processes = list(processes)
+  deadline = time.monotonic() + wait_first_s
+  while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+    time.sleep(0.05)
   for process in processes:
     if process.poll() is None:
       process.signal(signal.SIGTERM)

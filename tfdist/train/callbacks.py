@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 import time
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
+from tfdist.cluster import EXIT_PREEMPTED
 from tfdist.train.outputs import CHECKPOINT_TEMPLATE, ModelDir
 
 
@@ -17,19 +20,76 @@ def log_resume(epoch: int, step: int) -> None:
   logging.info("Resumed from backup at epoch %d after step %d (not from the start)", epoch, step)
 
 
-class BackupAndRestore(keras.callbacks.BackupAndRestore):
-  """tf_keras's BackupAndRestore, also under OneDeviceStrategy, and backed up when training ends.
+def save_on_sigterm(strategy: tf.distribute.Strategy, manager: tf.train.CheckpointManager,
+                    position: Callable[[], tuple[int, int]]) -> Optional[Any]:
+  """Makes a SIGTERM to any task save `manager`'s checkpoint on every task at the next step
+  boundary, then exit with EXIT_PREEMPTED. Returns the handler (None where it cannot run:
+  ParameterServerStrategy). Call `handler.save_checkpoint_if_preempted()` after each step, or
+  let tf_keras's BackupAndRestore do it.
 
-  tf_keras refuses OneDeviceStrategy only by a list of supported classes; with one
-  device on one worker, its backups are those of no strategy, which it supports.
-  With a step interval, tf_keras backs up only every N steps; this also backs up
-  after the last step, so a run that fails while writing its outputs (export,
-  evaluation) restarts with its training done instead of N steps before.
+  TensorFlow's PreemptionCheckpointHandler does the agreeing between workers;
+  `position()` gives (epoch from 1, steps done in it) for the one line it logs.
+  """
+  if isinstance(strategy, tf.distribute.ParameterServerStrategy):
+    return None
+
+  def exit_preempted() -> None:
+    epoch, step = position()
+    logging.info("Preempted: training state saved at epoch %d after step %d; exiting with "
+                 "status %d (restart me: the job resumes there)", epoch, step, EXIT_PREEMPTED)
+    logging.flush()
+    sys.stdout.flush()
+    sys.exit(EXIT_PREEMPTED)
+
+  multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+  return tf.distribute.experimental.PreemptionCheckpointHandler(
+      strategy.cluster_resolver if multi_worker else None, manager,
+      termination_config=tf.distribute.experimental.TerminationConfig(exit_fn=exit_preempted))
+
+
+def stop_saving_on_sigterm() -> None:
+  """After training, SIGTERM ends the process again (the handler's watch is over)."""
+  signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+  """tf_keras's BackupAndRestore, made to lose no work.
+
+  - It also runs under OneDeviceStrategy: tf_keras refuses it only by a list of
+    supported classes; one device on one worker backs up as no strategy does.
+  - A backup records the last step it includes (tf_keras records the first step
+    of the last `steps_per_execution` call, so a resumed run redid the others).
+  - With a step interval, it also backs up when training ends, so a run that fails
+    while writing its outputs restarts with its training done.
+  - A SIGTERM to any task (Mirrored, OneDevice, MultiWorkerMirrored) makes every
+    task save at the next step boundary and exit with EXIT_PREEMPTED: the
+    restarted job resumes at that step. TensorFlow's PreemptionCheckpointHandler
+    does the agreeing; tf_keras switches it on only on GCP.
   """
 
-  def __init__(self, *args, **kwargs):
+  def __init__(self, *args, save_on_sigterm: bool = True, **kwargs):
     super().__init__(*args, **kwargs)
     self._supported_strategies = (*self._supported_strategies, tf.distribute.OneDeviceStrategy)
+    self._save_on_sigterm = save_on_sigterm
+    self._last_step = -1
+
+  def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
+    state = self._training_state
+    handler = self._save_on_sigterm and save_on_sigterm(
+        self.model.distribute_strategy, state.write_checkpoint_manager,
+        lambda: (self._current_epoch + 1, self._last_step + 1))
+    if handler:  # What tf_keras does with save_before_preemption=True, where it allows it.
+      handler._read_checkpoint_manager = state.read_checkpoint_manager  # pylint: disable=protected-access
+      state.preemption_handler = handler
+      state._enable_save_before_preemption = True  # pylint: disable=protected-access
+
+  def on_train_batch_end(self, batch, logs=None):
+    # `batch` is the last step of this call: a backup made now includes it.
+    self._last_step = batch
+    if not isinstance(self.model.distribute_strategy, tf.distribute.ParameterServerStrategy):
+      self._training_state._ckpt_saved_batch.assign(batch)  # pylint: disable=protected-access
+    super().on_train_batch_end(batch, logs)
 
   def on_epoch_end(self, epoch, logs=None):
     super().on_epoch_end(epoch, logs)
@@ -38,6 +98,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
       state = self._training_state
       state._ckpt_saved_batch.assign(self.params["steps"] - 1)  # pylint: disable=protected-access
       self._backup(epoch=epoch)
+
+  def on_train_end(self, logs=None):
+    if self._save_on_sigterm:
+      stop_saving_on_sigterm()
+    super().on_train_end(logs)
 
 
 class RecordCheckpoint(keras.callbacks.Callback):

@@ -27,7 +27,7 @@ from absl import logging
 
 from tfdist.data import DatasetSource
 from tfdist.models import ModelFn, outputs_probabilities
-from tfdist.train.callbacks import log_resume
+from tfdist.train.callbacks import log_resume, save_on_sigterm, stop_saving_on_sigterm
 from tfdist.train.options import TrainOptions
 from tfdist.train.outputs import CHECKPOINT_TEMPLATE, CHECKPOINTS
 from tfdist.train.run import Run, TrainHistory, uses_coordinator
@@ -146,6 +146,9 @@ class CustomLoop:
     # MWMS: every worker saves; only the chief's backup is in the model dir.
     backup_dir = model_dir.backup if self.run.is_chief else tempfile.mkdtemp(prefix="tfdist-backup-")
     manager = tf.train.CheckpointManager(backup, backup_dir, max_to_keep=1)
+    position = {"epoch": int(self.epoch.numpy()), "step": int(self.step_in_epoch.numpy())}
+    preemption = save_on_sigterm(self.strategy, manager,
+                                 lambda: (position["epoch"] + 1, position["step"]))
     writer = (tf.summary.create_file_writer(os.path.join(model_dir.tensorboard, "train"))
               if self.run.is_chief else None)
     iterator = self._iterator()
@@ -167,6 +170,10 @@ class CustomLoop:
           since_backup += count
           if history.first_step_seconds is None:
             history.first_step_seconds = time.perf_counter() - self.run.started
+          if preemption is not None:  # A SIGTERM anywhere: all save here, and exit.
+            position.update(epoch=epoch, step=step)
+            self.step_in_epoch.assign(step)
+            preemption.save_checkpoint_if_preempted()
           if (options.backup_every_steps and since_backup >= options.backup_every_steps
               and step < steps_per_epoch and self.coordinator is None):
             self.step_in_epoch.assign(step)
@@ -192,6 +199,8 @@ class CustomLoop:
           print(f"Epoch {epoch + 1}/{options.epochs}: {steps_done} steps - loss: {loss:.4f} - "
                 f"accuracy: {accuracy:.4f} - {seconds:.1f}s ({rate:,.0f} examples/s)", flush=True)
     finally:
+      if preemption is not None:
+        stop_saving_on_sigterm()
       if not self.run.is_chief:
         shutil.rmtree(backup_dir, ignore_errors=True)
     later = rates[1:] or rates

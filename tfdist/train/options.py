@@ -14,6 +14,10 @@ class TrainOptionsError(ValueError):
   """A training option is invalid; the message names the field."""
 
 
+class ModelDirError(TrainOptionsError):
+  """The model dir cannot serve this run (e.g. not shared by every task); names the task."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
   """Attributes:

@@ -2,7 +2,11 @@
 
 Only the chief writes into `model_dir` (the sidecar evaluator into `eval/`).
 Under MultiWorkerMirroredStrategy every worker must still take part in saving;
-the others write into a temporary dir that is removed once written.
+the others write into a local temporary dir that is removed once written.
+
+The model dir may be on any file system TensorFlow knows (`gs://...`, `ram://...`),
+so every access goes through `tf.io.gfile` (imported on first use: the layout
+itself is importable without TensorFlow).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 CHECKPOINTS = "checkpoints"
 BACKUP = "backup"
@@ -37,30 +41,44 @@ def checkpoint_epoch(path: str) -> Optional[int]:
   return int(match.group(1)) if match else None
 
 
+def _tf() -> Any:
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  return tf
+
+
+def gfile() -> Any:
+  """`tf.io.gfile`, imported on first use."""
+  return _tf().io.gfile
+
+
+def is_local(path: str) -> bool:
+  return "://" not in path
+
+
 def read_json(path: str) -> Optional[dict]:
   """The JSON object in `path`, or None when it is missing or not (yet) a JSON object."""
   try:
-    with open(path, encoding="utf-8") as f:
-      content = json.load(f)
-  except (OSError, ValueError):
+    with gfile().GFile(path, "r") as f:
+      content = json.loads(f.read())
+  except (_tf().errors.OpError, OSError, ValueError):
     return None
   return content if isinstance(content, dict) else None
 
 
 def write_json(path: str, content: dict) -> None:
   """Writes `content` so that readers never see a half-written file."""
+  io = gfile()
   tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(content, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+  with io.GFile(tmp, "w") as f:
+    f.write(json.dumps(content, indent=2, sort_keys=True) + "\n")
+  io.rename(tmp, path, overwrite=True)
 
 
 class ModelDir:
   """Paths inside one run's model dir."""
 
   def __init__(self, root: str, is_chief: bool = True):
-    self.root = os.path.abspath(root)
+    self.root = os.path.abspath(root) if is_local(root) else root.rstrip("/")
     self.is_chief = is_chief
     self._run: Optional[dict] = None
 
@@ -82,15 +100,15 @@ class ModelDir:
 
   def remove_backup(self) -> None:
     """A finished run needs no backup (BackupAndRestore leaves its empty dir)."""
-    if self.is_chief:
-      shutil.rmtree(self.backup, ignore_errors=True)
+    if self.is_chief and gfile().exists(self.backup):
+      gfile().rmtree(self.backup)
 
   @contextlib.contextmanager
   def write_dir(self, name: str) -> Iterator[str]:
     """The dir this task writes `name` into: the real one on the chief, else a temp dir removed after."""
     if self.is_chief:
       path = self.path(name)
-      os.makedirs(os.path.dirname(path), exist_ok=True)
+      gfile().makedirs(os.path.dirname(path))
       yield path
       return
     tmp = tempfile.mkdtemp(prefix=f"tfdist-{name}-")
@@ -126,7 +144,7 @@ class ModelDir:
     self._write_run()
 
   def has_backup(self) -> bool:
-    return os.path.isdir(self.backup) and bool(os.listdir(self.backup))
+    return gfile().isdir(self.backup) and bool(gfile().listdir(self.backup))
 
   def add_checkpoint(self, name: str) -> None:
     """Records a per-epoch checkpoint (`ckpt-NNNN`) of this run, once written."""
@@ -143,7 +161,7 @@ class ModelDir:
       self._write_run()
 
   def _write_run(self) -> None:
-    os.makedirs(self.root, exist_ok=True)
+    gfile().makedirs(self.root)
     write_json(self.path(RUN), self._run)
 
   def write_metrics(self, metrics: dict) -> str:
@@ -151,6 +169,6 @@ class ModelDir:
     path = self.path(METRICS)
     if not self.is_chief:
       return path
-    os.makedirs(self.root, exist_ok=True)
+    gfile().makedirs(self.root)
     write_json(path, metrics)
     return path

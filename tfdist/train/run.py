@@ -11,12 +11,12 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
-from tfdist.cluster import tf_config
+from tfdist.cluster import EVALUATOR, tf_config
 from tfdist.data import DatasetSource, per_replica_batch_size
 from tfdist.train import evaluate
 from tfdist.train.callbacks import log_resume
-from tfdist.train.options import TrainOptions
-from tfdist.train.outputs import CHECKPOINTS, EXPORT, ModelDir
+from tfdist.train.options import ModelDirError, TrainOptions
+from tfdist.train.outputs import CHECKPOINTS, EXPORT, RUN, ModelDir
 
 # The public names of strategies whose classes are aliases.
 _PUBLIC_NAMES = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",
@@ -70,8 +70,11 @@ class Run:
     keras.mixed_precision.set_global_policy(
         "float32" if policy in ("off", "auto") else f"mixed_{policy}")
     self.run_id = tf_config.run_id() or f"local-{uuid.uuid4().hex[:12]}"
-    # The sidecar evaluator builds its model with the same precision as the trainers.
-    self.model_dir.start_run(self.run_id, mixed_precision=_policy_name(policy))
+    # The sidecar evaluator builds its model with the same precision as the trainers; the
+    # nonce tells this start of the run from any earlier one (see check_shared_model_dir).
+    self.model_dir.start_run(self.run_id, mixed_precision=_policy_name(policy),
+                             nonce=uuid.uuid4().hex)
+    check_shared_model_dir(self.strategy, self.model_dir, self.run_id)
 
   def resumed_after_training(self) -> TrainHistory:
     """The history of a run restarted after all its epochs were backed up (nothing to train)."""
@@ -120,6 +123,50 @@ class Run:
     self.model_dir.finish_run()
     self.model_dir.remove_backup()
     return metrics
+
+
+def check_shared_model_dir(strategy: tf.distribute.Strategy, model_dir: ModelDir,
+                           run_id: str) -> None:
+  """Under MultiWorkerMirroredStrategy, fails unless every task sees the chief's run record.
+
+  Every task restores the chief's backup from its own --model_dir: if those are not the
+  same shared storage, a restarted job restores the chief alone and replicas diverge.
+  The chief has just written run.json with a fresh nonce; after a barrier, every task
+  reads it and all compare what they read.
+
+  Raises:
+    ModelDirError: naming the first task that does not see the chief's record, and its path.
+  """
+  config = tf_config.from_environment()
+  if (config is None or config.cluster.num_workers < 2
+      or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+    return
+  tasks = [t for t in config.cluster.tasks() if t.type != EVALUATOR]
+  _gather_across_workers(strategy, [0, 0])  # barrier: the chief has written run.json
+  record = model_dir.read_run() or {}
+  seen = (int(record["nonce"][:15], 16) if record.get("run_id") == run_id
+          and isinstance(record.get("nonce"), str) else 0)
+  values = dict(_gather_across_workers(strategy, [tasks.index(config.task), seen]))
+  chief = next(i for i, t in enumerate(tasks) if config.cluster.is_chief(t))
+  blind = [tasks[i] for i in sorted(values) if values[i] != values[chief] or not values[i]]
+  if blind:
+    where = (model_dir.path(RUN) if blind[0] == config.task
+             else f"its --model_dir (the chief's is {model_dir.root})")
+    raise ModelDirError(
+        f"--model_dir: task {blind[0]} does not see the chief's run record ({where}); every "
+        "task of a multi-worker job needs the same --model_dir on storage they all share")
+
+
+def _gather_across_workers(strategy: tf.distribute.Strategy, values: list[int]) -> list[list[int]]:
+  """Every worker's `values`, gathered on every worker (a collective: all must call it)."""
+
+  @tf.function
+  def gather():
+    def replica_fn():  # The tensor is made on each replica (an outside one has no destinations).
+      return tf.distribute.get_replica_context().all_gather(tf.constant([values], tf.int64), 0)
+    return strategy.run(replica_fn)
+
+  return strategy.experimental_local_results(gather())[0].numpy().tolist()
 
 
 def _policy_name(policy: str) -> str:

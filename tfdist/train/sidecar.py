@@ -54,7 +54,7 @@ def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, options: 
     pending = checkpoints[checkpoints.index(last) + 1:] if last in checkpoints else checkpoints
     if pending:
       if evaluator is None:
-        os.makedirs(eval_dir, exist_ok=True)
+        tf.io.gfile.makedirs(eval_dir)
         evaluator = _Evaluator(source, model_fn, record.get("mixed_precision", "off"), eval_dir)
       if len(pending) > 1:
         logging.info("Sidecar evaluator behind: skipping %s", ", ".join(pending[:-1]))
