@@ -114,8 +114,8 @@ def slurm_cluster(tmp_path_factory):
   from tests import slurm_cluster as sc
   missing = sc.missing_programs()
   if missing:
-    # CI installs them (.ci/run sets TFDIST_REQUIRE_SLURM=1): there, a missing SLURM fails.
-    if os.environ.get("TFDIST_REQUIRE_SLURM"):
+    # CI installs them (.ci/run sets TFDIST_REQUIRE_SYSTEM_TESTS=1): there, a missing SLURM fails.
+    if os.environ.get("TFDIST_REQUIRE_SYSTEM_TESTS"):
       pytest.fail(f"SLURM programs missing: {', '.join(missing)}")
     pytest.skip(f"SLURM programs missing: {', '.join(missing)} (apt-get install slurmd "
                 "slurmctld slurm-client munge)")

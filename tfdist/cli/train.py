@@ -10,7 +10,8 @@ from absl import app, flags, logging
 
 from tfdist.cli import config as config_lib
 from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
-from tfdist.cluster import ClusterOptions, TaskConfig, TaskId, load_spec_file, slurm, tf_config
+from tfdist.cluster import (ClusterOptions, TaskConfig, TaskId, kubernetes, load_spec_file, slurm,
+                            tf_config)
 from tfdist.data import per_replica_batch_size
 from tfdist.models import BUILTIN_MODELS
 from tfdist.strategy import ROLE_EVALUATOR, ROLE_SERVER
@@ -97,8 +98,9 @@ def experiment_config() -> config_lib.ExperimentConfig:
 
 
 def cluster_from_flags(options: ClusterOptions) -> Optional[TaskConfig]:
-  """This process's cluster: --cluster_spec + --task, else TF_CONFIG, else a SLURM step,
-  else None. Whatever the source, TF_CONFIG ends up in the environment (TensorFlow reads it).
+  """This process's cluster: --cluster_spec + --task, else TF_CONFIG, else a Kubernetes pod
+  of a tfdist manifest, else a SLURM step, else None. Whatever the source, TF_CONFIG ends up in
+  the environment (TensorFlow reads it).
   """
   if _TASK.value and not _CLUSTER_SPEC.value:
     raise app.UsageError("--task needs --cluster_spec (or set TF_CONFIG instead)")
@@ -108,7 +110,10 @@ def cluster_from_flags(options: ClusterOptions) -> Optional[TaskConfig]:
     spec = load_spec_file(_CLUSTER_SPEC.value)
     os.environ[tf_config.ENV_VAR] = tf_config.emit(spec, TaskId.parse(_TASK.value))
   config = tf_config.from_environment()
-  if config is None and slurm.in_step(os.environ):
+  if config is None and kubernetes.in_pod(os.environ):
+    config = kubernetes.task_config(os.environ)
+    os.environ[tf_config.ENV_VAR] = tf_config.emit(config.cluster, config.task)
+  elif config is None and slurm.in_step(os.environ):
     config = slurm.task_config(os.environ, options.slurm_tasks, options.slurm_base_port)
     os.environ[tf_config.ENV_VAR] = tf_config.emit(config.cluster, config.task)
     # One run id for the whole step (a requeued job resumes the same run).
