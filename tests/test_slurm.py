@@ -125,41 +125,29 @@ def slurm_cluster(tmp_path_factory):
   cluster.stop()
 
 
-def srun_train(cluster, tmp_path, data_dir, tasks, *args):
-  from tests.conftest import REPO, THREAD_FLAGS, cli_env
+@pytest.mark.cluster
+@pytest.mark.parametrize("tasks, args, line, strategy, bar", [
+    (2, [], "SLURM step: 2 tasks on 1 node -> 2 workers -> no ps -> MultiWorkerMirroredStrategy; "
+     "this is task worker:", "MultiWorkerMirroredStrategy", 0.95),
+    (4, ["--slurm_tasks=chief:1,worker:2,ps:1", "--epochs=4"],
+     "SLURM step: 4 tasks on 1 node -> 1 chief, 2 workers, 1 ps -> ps tasks present -> "
+     "ParameterServerStrategy; this is task chief:0)", "ParameterServerStrategy", 0.9),
+])
+def test_srun_tfdist_train(slurm_cluster, tmp_path, data_dir, tasks, args, line, strategy, bar):
+  """`srun -n N tfdist train`: each task builds its TF_CONFIG from the step."""
   import sys
+  from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics
   model_dir = tmp_path / "run"
   env = {k: v for k, v in cli_env().items() if not k.startswith("SLURM_")}
-  result = cluster.srun(["-n", str(tasks), "--overcommit", "--kill-on-bad-exit=1", "--chdir", REPO,
-                         sys.executable, "-m", "tfdist", "train", f"--model_dir={model_dir}",
-                         f"--data_dir={data_dir}", *THREAD_FLAGS, *args],
-                        **{k: v for k, v in env.items() if k != "SLURM_CONF"})
-  return result, model_dir
-
-
-@pytest.mark.cluster
-def test_srun_two_workers_trains_multi_worker_mirrored(slurm_cluster, tmp_path, data_dir):
-  from tests.conftest import read_metrics
-  result, model_dir = srun_train(slurm_cluster, tmp_path, data_dir, 2)
+  result = slurm_cluster.srun(
+      ["-n", str(tasks), "--overcommit", "--kill-on-bad-exit=1", "--chdir", REPO, sys.executable,
+       "-m", "tfdist", "train", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
+       *THREAD_FLAGS, *args], **env)
   assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-  assert ("Strategy: MultiWorkerMirroredStrategy (SLURM step: 2 tasks on 1 node -> 2 workers -> "
-          "no ps -> MultiWorkerMirroredStrategy; this is task worker:") in result.stderr
+  assert f"Strategy: {strategy} ({line}" in result.stderr
   metrics = read_metrics(str(model_dir))
-  assert metrics["strategy"] == "MultiWorkerMirroredStrategy" and metrics["num_workers"] == 2
-  assert metrics["eval_accuracy"] >= 0.95
-
-
-@pytest.mark.cluster
-def test_srun_with_a_parameter_server_layout(slurm_cluster, tmp_path, data_dir):
-  from tests.conftest import read_metrics
-  result, model_dir = srun_train(slurm_cluster, tmp_path, data_dir, 4,
-                                 "--slurm_tasks=chief:1,worker:2,ps:1", "--epochs=4")
-  assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-  assert ("Strategy: ParameterServerStrategy (SLURM step: 4 tasks on 1 node -> 1 chief, 2 workers, "
-          "1 ps -> ps tasks present -> ParameterServerStrategy; this is task chief:0)") in result.stderr
-  metrics = read_metrics(str(model_dir))
-  assert metrics["strategy"] == "ParameterServerStrategy" and metrics["num_workers"] == 2
-  assert metrics["eval_accuracy"] >= 0.9
+  assert metrics["strategy"] == strategy and metrics["num_workers"] == 2
+  assert metrics["eval_accuracy"] >= bar
 
 
 @pytest.mark.cluster

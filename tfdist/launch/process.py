@@ -117,16 +117,12 @@ def stop_all(processes: Iterable[TaskProcess], grace_s: float, wait_first_s: flo
   `wait_first_s`, tasks that are ending by themselves get that long first.
   """
   processes = list(processes)
-  deadline = time.monotonic() + wait_first_s
-  while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
-    time.sleep(0.05)
+  for sig, wait_s in ((None, wait_first_s), (signal.SIGTERM, grace_s), (signal.SIGKILL, 0.0)):
+    for process in processes:
+      if sig is not None and process.poll() is None:
+        process.signal(sig)
+    deadline = time.monotonic() + wait_s
+    while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+      time.sleep(0.05)
   for process in processes:
-    if process.poll() is None:
-      process.signal(signal.SIGTERM)
-  deadline = time.monotonic() + grace_s
-  while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
-    time.sleep(0.05)
-  for process in processes:
-    if process.poll() is None:
-      process.signal(signal.SIGKILL)
     process.close()
