@@ -1,4 +1,4 @@
-"""Runs the pods of tfdist's Kubernetes manifests as local processes, as Kubernetes would start them.
+"""Runs the pods of tfdist's Kubernetes manifests as local processes, as Kubernetes starts them.
 
 Each pod of each Indexed Job becomes a process with exactly its container's command and env,
 plus what Kubernetes adds (JOB_COMPLETION_INDEX, the downward API's pod name). Pods find each

@@ -19,11 +19,12 @@ except SystemExit as e:
   code = e.code
 import tensorflow as tf
 root = "ram://runs/a"
-files = {d: sorted(tf.io.gfile.listdir(f"{root}/{d}")) for d in ("checkpoints", "export", "tensorboard")}
+files = {d: sorted(tf.io.gfile.listdir(f"{root}/{d}"))
+         for d in ("checkpoints", "export", "tensorboard")}
 files["."] = sorted(tf.io.gfile.listdir(root))
-print("RESULT " + json.dumps({"code": code, "files": files,
-                              "metrics": json.loads(tf.io.gfile.GFile(root + "/metrics.json").read()),
-                              "run": json.loads(tf.io.gfile.GFile(root + "/run.json").read())}))
+read = lambda name: json.loads(tf.io.gfile.GFile(f"{root}/{name}").read())
+print("RESULT " + json.dumps({"code": code, "files": files, "metrics": read("metrics.json"),
+                              "run": read("run.json")}))
 """
 
 
@@ -52,8 +53,8 @@ def test_workers_with_different_model_dirs_fail_naming_the_task(tmp_path, data_d
   """Each task gets its own --model_dir: the job stops at start-up with one line, exit 2."""
   command = (f"exec {sys.executable} -m tfdist train --model_dir={tmp_path}/$TFDIST_TASK "
              f"--data_dir={data_dir} {' '.join(THREAD_FLAGS)}")
-  result = run_tfdist("launch", "--restarts=2",
-                      f"--cluster_spec={os.path.join(REPO, 'configs', 'clusters', 'local-2workers.yaml')}",
+  spec = os.path.join(REPO, "configs", "clusters", "local-2workers.yaml")
+  result = run_tfdist("launch", "--restarts=2", f"--cluster_spec={spec}",
                       f"--log_dir={tmp_path / 'logs'}", "--", "bash", "-c", command, timeout=300)
   assert result.returncode == 2, result.stdout[-4000:]
   line = (f"tfdist train: error: --model_dir: task worker:1 does not see the chief's run record "

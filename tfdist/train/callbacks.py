@@ -80,7 +80,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         self.model.distribute_strategy, state.write_checkpoint_manager,
         lambda: (self._current_epoch + 1, self._last_step + 1))
     if handler:  # What tf_keras does with save_before_preemption=True, where it allows it.
-      handler._read_checkpoint_manager = state.read_checkpoint_manager  # pylint: disable=protected-access
+      # pylint: disable-next=protected-access
+      handler._read_checkpoint_manager = state.read_checkpoint_manager
       state.preemption_handler = handler
       state._enable_save_before_preemption = True  # pylint: disable=protected-access
 

@@ -157,7 +157,8 @@ def check_shared_model_dir(strategy: tf.distribute.Strategy, model_dir: ModelDir
         "task of a multi-worker job needs the same --model_dir on storage they all share")
 
 
-def _gather_across_workers(strategy: tf.distribute.Strategy, values: list[int]) -> list[list[int]]:
+def _gather_across_workers(strategy: tf.distribute.Strategy,
+                           values: list[int]) -> list[list[int]]:
   """Every worker's `values`, gathered on every worker (a collective: all must call it)."""
 
   @tf.function
