@@ -22,7 +22,8 @@ def assert_usage_error(result, *fragments):
     (["--epohcs=3"], ["Unknown command line flag 'epohcs'"]),
     (["--epochs=three"], ["--epochs", "three"]),
     (["--epochs=0"], ["`train.epochs` (0) must be a positive integer"]),
-    (["--strategy=tpu"], ["`strategy.name` ('tpu') must be one of"]),
+    (["--strategy=tpu"], ["--strategy=tpu: value should be one of <auto|one_device|mirrored|"]),
+    (["--loop=keras"], ["--loop=keras: value should be one of <fit|custom>"]),
     (["--params_override=train.epoch=3"], ["`train.epoch`: unknown key"]),
     (["--config=/nonexistent.yaml"], ["--config: no such file"]),
     (["--model=resnet"], ["`model.name` ('resnet')"]),
@@ -266,3 +267,39 @@ def test_a_failure_after_training_keeps_the_backup(tmp_path, data_dir, loop):
   assert not (model_dir / "backup").exists()
   run = json.loads((model_dir / "run.json").read_text())
   assert run["status"] == "finished" and run["final_checkpoint"] == "ckpt-0002"
+
+
+def test_help_lists_each_commands_flags_with_their_choices():
+  """Choice flags are enums built from the same constants as the config fields they set."""
+  from tfdist.strategy import STRATEGY_NAMES
+  from tfdist.train import LOOPS
+  from tfdist.train.precision import POLICIES
+  result = run_tfdist("train", "--help")
+  assert result.returncode == 0
+  help_text = " ".join(result.stdout.split())
+  for flag, choices in (("strategy", STRATEGY_NAMES), ("loop", LOOPS),
+                        ("mixed_precision", POLICIES)):
+    assert f"--{flag}: <{'|'.join(choices)}>:" in help_text
+  assert "--slurm_tasks:" in help_text and "--epochs:" in help_text
+  assert "--image:" in run_tfdist("cluster", "--help").stdout
+
+
+def test_params_yaml_reproduces_the_run(tmp_path, data_dir):
+  """Each run writes its resolved config (and the versions); --config=params.yaml runs it again."""
+  first, second = tmp_path / "first", tmp_path / "second"
+  result = run_tfdist("train", "--model=mlp", "--epochs=2", "--steps_per_epoch=10", "--seed=5",
+                      "--params_override=data.global_batch_size=32,train.learning_rate=0.002",
+                      f"--model_dir={first}", f"--data_dir={data_dir}", *THREAD_FLAGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  params = (first / "params.yaml").read_text()
+  assert params.startswith("# tfdist ") and "TensorFlow 2." in params.splitlines()[0]
+  assert "global_batch_size: 32" in params and "learning_rate: 0.002" in params
+  assert "mixed_precision: auto" not in params  # resolved: what this machine ran with
+  metrics = read_metrics(str(first))
+  assert set(metrics["versions"]) == {"tfdist", "tensorflow", "keras"}
+  result = run_tfdist("train", f"--config={first / 'params.yaml'}", f"--model_dir={second}",
+                      *THREAD_FLAGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  again = read_metrics(str(second))
+  assert again["train_loss_history"] == metrics["train_loss_history"]
+  assert (second / "params.yaml").read_text() == params.replace(str(first), str(second))

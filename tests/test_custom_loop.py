@@ -40,7 +40,7 @@ def test_custom_and_fit_give_the_same_loss_curve(tmp_path, data_dir):
   custom = read_metrics(tmp_path / "custom")
   assert custom["eval_accuracy"] >= 0.95
   assert sorted(os.listdir(tmp_path / "custom")) == ["checkpoints", "export", "metrics.json",
-                                                     "run.json", "tensorboard"]
+                                                     "params.yaml", "run.json", "tensorboard"]
   assert any(n.startswith("ckpt-0003") for n in os.listdir(tmp_path / "custom" / "checkpoints"))
 
 

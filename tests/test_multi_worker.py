@@ -27,7 +27,8 @@ def launch_train(spec, model_dir, log_dir, *train_args, launch_args=(), timeout=
 
 def assert_only_chief_wrote(model_dir):
   names = set(os.listdir(model_dir))
-  assert names == {"checkpoints", "export", "metrics.json", "run.json", "tensorboard"}, names
+  assert names == {"checkpoints", "export", "metrics.json", "params.yaml", "run.json",
+                   "tensorboard"}, names
   for root, dirs, _ in os.walk(model_dir):
     assert not [d for d in dirs if "workertemp" in d], f"worker temp dir left in {root}"
 

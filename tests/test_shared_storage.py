@@ -38,8 +38,8 @@ def test_a_model_dir_on_another_tensorflow_file_system(data_dir, loop):
   assert line, (result.stdout + result.stderr)[-3000:]
   report = json.loads(line[len("RESULT "):])
   assert report["code"] == 0
-  assert report["files"]["."] == ["checkpoints", "export", "metrics.json", "run.json",
-                                  "tensorboard"]  # the backup is gone: the run finished
+  assert report["files"]["."] == ["checkpoints", "export", "metrics.json", "params.yaml",
+                                  "run.json", "tensorboard"]  # no backup: the run finished
   assert "ckpt-0002.index" in report["files"]["checkpoints"]
   assert "saved_model.pb" in report["files"]["export"] and report["files"]["tensorboard"]
   assert report["metrics"]["model_dir"] == "ram://runs/a"

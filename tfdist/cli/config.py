@@ -70,6 +70,12 @@ def read_yaml(path: str) -> dict:
   return content
 
 
+def to_yaml(config: ExperimentConfig, header: str = "") -> str:
+  """Every field of `config`, as a config file (`read_yaml` reads it back to the same config)."""
+  text = yaml.safe_dump(config.as_dict(), sort_keys=False, default_flow_style=False)
+  return (header.rstrip("\n") + "\n" if header else "") + text
+
+
 def parse_overrides(text: str) -> dict:
   """Parses `a.b=1,c.d=x` into {"a": {"b": 1}, "c": {"d": "x"}}; values are YAML scalars.
 

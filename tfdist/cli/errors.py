@@ -83,6 +83,12 @@ def run_command(command: str, main: Callable[[Sequence[str]], int], argv: Sequen
   """absl's app.run, with flag errors and user errors mapped to one line and exit 2."""
 
   def parse_flags(args: list[str]) -> list[str]:
+    if any(a in ("-h", "--help", "-help") for a in args[1:args.index("--") if "--" in args
+                                                         else len(args)]):
+      # The subcommand's own flags (absl's --help would list only its entry module's).
+      print(f"tfdist {command} flags (--helpfull for absl's own):\n")
+      print(flags.FLAGS.module_help(sys.modules[main.__module__]))
+      sys.exit(EXIT_OK)
     try:
       return flags.FLAGS(args)
     except flags.Error as e:

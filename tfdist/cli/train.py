@@ -8,15 +8,19 @@ from typing import Optional, Sequence
 
 from absl import app, flags, logging
 
+import tfdist
+
 from tfdist.cli import config as config_lib
 from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
 from tfdist.cluster import (ClusterOptions, TaskConfig, TaskId, kubernetes, load_spec_file, slurm,
                             tf_config)
 from tfdist.data import per_replica_batch_size
 from tfdist.models import BUILTIN_MODELS
-from tfdist.strategy import ROLE_EVALUATOR, ROLE_SERVER
+from tfdist.strategy import ROLE_EVALUATOR, ROLE_SERVER, STRATEGY_NAMES
+from tfdist.strategy.options import COMMUNICATIONS, CROSS_DEVICE_OPS
 from tfdist.strategy.startup import StartupWatchdog
-from tfdist.train import ModelDir, precision
+from tfdist.train import LOOPS, ModelDir, precision
+from tfdist.train.outputs import PARAMS
 
 _CONFIG = flags.DEFINE_string("config", None, "YAML experiment file (configs/experiments/...).")
 _PARAMS_OVERRIDE = flags.DEFINE_string(
@@ -37,15 +41,14 @@ _FIELD_FLAGS = {
         "e.g. chief:1,worker:2,ps:1 (default: every task a worker).")),
     "slurm_base_port": ("cluster.slurm_base_port", flags.DEFINE_integer(
         "slurm_base_port", None, "Inside a SLURM step: the port of each node's first task.")),
-    "strategy": ("strategy.name", flags.DEFINE_string(
-        "strategy", None, "auto|one_device|mirrored|multi_worker_mirrored|parameter_server")),
+    "strategy": ("strategy.name", flags.DEFINE_enum(
+        "strategy", None, STRATEGY_NAMES, "Which tf.distribute strategy (auto: from the cluster).")),
     "cpu_replicas": ("strategy.cpu_replicas", flags.DEFINE_integer(
         "cpu_replicas", None, "Split the CPU into N logical devices (mirrored, no GPU).")),
-    "cross_device_ops": ("strategy.cross_device_ops", flags.DEFINE_string(
-        "cross_device_ops", None, "MirroredStrategy all-reduce: auto|nccl|hierarchical_copy|"
-        "reduction_to_one_device")),
-    "communication": ("strategy.communication", flags.DEFINE_string(
-        "communication", None, "MultiWorkerMirroredStrategy collectives: auto|ring|nccl")),
+    "cross_device_ops": ("strategy.cross_device_ops", flags.DEFINE_enum(
+        "cross_device_ops", None, CROSS_DEVICE_OPS, "MirroredStrategy all-reduce.")),
+    "communication": ("strategy.communication", flags.DEFINE_enum(
+        "communication", None, COMMUNICATIONS, "MultiWorkerMirroredStrategy collectives.")),
     "startup_timeout": ("strategy.startup_timeout_s", flags.DEFINE_float(
         "startup_timeout", None, "Seconds a multi-worker start may wait for its peers.")),
     "ps_shard_min_bytes": ("strategy.ps_shard_min_bytes", flags.DEFINE_integer(
@@ -68,11 +71,11 @@ _FIELD_FLAGS = {
     "seed": ("train.seed", flags.DEFINE_integer("seed", None, "Random seed.")),
     "model_dir": ("train.model_dir", flags.DEFINE_string(
         "model_dir", None, "Checkpoints, backups, TensorBoard, export, metrics.json.")),
-    "loop": ("train.loop", flags.DEFINE_string(
-        "loop", None, "fit (Keras model.fit) or custom (tfdist's custom training loop).")),
-    "mixed_precision": ("train.mixed_precision", flags.DEFINE_string(
-        "mixed_precision", None, "auto (bfloat16 for built-in models on CPUs with native "
-        "bfloat16), off, bfloat16 or float16 (GPUs, fit only).")),
+    "loop": ("train.loop", flags.DEFINE_enum(
+        "loop", None, LOOPS, "fit (Keras model.fit) or custom (tfdist's custom training loop).")),
+    "mixed_precision": ("train.mixed_precision", flags.DEFINE_enum(
+        "mixed_precision", None, precision.POLICIES, "auto: bfloat16 for built-in models on CPUs "
+        "with native bfloat16; float16: GPUs, fit only.")),
     "steps_per_loop": ("train.steps_per_loop", flags.DEFINE_integer(
         "steps_per_loop", None, "Custom loop: train steps per tf.function call.")),
     "backup_every_steps": ("train.backup_every_steps", flags.DEFINE_integer(
@@ -194,6 +197,9 @@ def main(argv: Sequence[str]) -> int:
   logging.info("Mixed precision: %s (%s)", policy, reason)
   config = dataclasses.replace(config, train=dataclasses.replace(config.train,
                                                                  mixed_precision=policy))
+  if is_chief:  # The resolved config: `--config=MODEL_DIR/params.yaml` runs it again.
+    ModelDir(config.train.model_dir).write_text(PARAMS, config_lib.to_yaml(
+        config, header=f"{versions_line()}\n# Run again: tfdist train --config=<this file>"))
   train = train_with_custom_loop if config.train.loop == "custom" else train_with_fit
   _, metrics = train(
       strategy=strategy, source=source, model_fn=model_fn, options=config.train,
@@ -203,6 +209,13 @@ def main(argv: Sequence[str]) -> int:
   if is_chief:
     print(summary_line(config, metrics), flush=True)
   return EXIT_OK
+
+
+def versions_line() -> str:
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  return (f"# tfdist {tfdist.__version__}, TensorFlow {tf.__version__}, "
+          f"Keras (tf_keras) {tf_keras.__version__}")
 
 
 def summary_line(config: config_lib.ExperimentConfig, metrics: dict) -> str:

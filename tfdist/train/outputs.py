@@ -24,6 +24,7 @@ BACKUP = "backup"
 TENSORBOARD = "tensorboard"
 EXPORT = "export"
 METRICS = "metrics.json"
+PARAMS = "params.yaml"  # the resolved experiment config (the CLI writes it)
 EVAL = "eval"  # the sidecar evaluator's outputs
 # The chief's record of the run, for the sidecar evaluator: which run this is, the checkpoints
 # it wrote (in order), and, once finished, the final one.
@@ -163,6 +164,15 @@ class ModelDir:
   def _write_run(self) -> None:
     gfile().makedirs(self.root)
     write_json(self.path(RUN), self._run)
+
+  def write_text(self, name: str, text: str) -> str:
+    """Writes `name` in the model dir (chief only); returns its path."""
+    path = self.path(name)
+    if self.is_chief:
+      gfile().makedirs(self.root)
+      with gfile().GFile(path, "w") as f:
+        f.write(text)
+    return path
 
   def write_metrics(self, metrics: dict) -> str:
     """Writes metrics.json atomically (chief only); returns its path."""

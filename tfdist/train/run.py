@@ -11,6 +11,8 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
+import tfdist
+
 from tfdist.cluster import EVALUATOR, tf_config
 from tfdist.data import DatasetSource, per_replica_batch_size
 from tfdist.train import evaluate
@@ -117,6 +119,8 @@ class Run:
         "resumed_from": history.resumed_from,
         "dataset": self.source.name,
         "model_dir": self.model_dir.root,
+        "versions": {"tfdist": tfdist.__version__, "tensorflow": tf.__version__,
+                     "keras": f"tf_keras {keras.__version__}"},
         "checkpoint_dir": os.path.join(self.model_dir.root, CHECKPOINTS),
     }
     self.model_dir.write_metrics(metrics)
