@@ -303,3 +303,27 @@ def test_params_yaml_reproduces_the_run(tmp_path, data_dir):
   again = read_metrics(str(second))
   assert again["train_loss_history"] == metrics["train_loss_history"]
   assert (second / "params.yaml").read_text() == params.replace(str(first), str(second))
+
+
+def test_evaluate_a_trained_run(tmp_path, data_dir):
+  """`tfdist evaluate` rebuilds the run's model from its params.yaml and evaluates a checkpoint."""
+  model_dir = tmp_path / "run"
+  result = run_tfdist("train", "--model=mlp", "--epochs=2", "--steps_per_epoch=10",
+                      f"--model_dir={model_dir}", f"--data_dir={data_dir}", *THREAD_FLAGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  trained = read_metrics(str(model_dir))
+  final = run_tfdist("evaluate", f"--model_dir={model_dir}")
+  assert final.returncode == 0, final.stderr[-3000:]
+  assert "tfdist: evaluated ckpt-0002 of mlp on mnist5k (test): eval_accuracy" in final.stdout
+  first = run_tfdist("evaluate", f"--model_dir={model_dir}",
+                     f"--checkpoint={model_dir / 'checkpoints' / 'ckpt-0001'}")
+  assert first.returncode == 0, first.stderr[-3000:]
+  evaluations = json.loads((model_dir / "eval" / "metrics.json").read_text())["evaluations"]
+  assert [e["epoch"] for e in evaluations] == [2, 1]
+  # The final checkpoint holds the weights the run evaluated at its end.
+  assert evaluations[0]["eval_accuracy"] == pytest.approx(trained["eval_accuracy"], abs=1e-6)
+  assert all(e["eval_examples"] == 1000 for e in evaluations)
+  assert_usage_error(run_tfdist("evaluate", f"--model_dir={tmp_path}"),
+                     f"--model_dir: {tmp_path} has no params.yaml")
+  assert_usage_error(run_tfdist("evaluate", f"--model_dir={model_dir}", "--checkpoint=/nope/ckpt"),
+                     "--checkpoint: no checkpoint '/nope/ckpt'")

@@ -62,11 +62,23 @@ def read_yaml(path: str) -> dict:
     ConfigError: missing file, bad YAML, or not a mapping of sections.
   """
   content = _input.load_yaml_file(os.path.expanduser(path), "--config", ConfigError)
+  return _sections(content, f"--config: {path}")
+
+
+def parse_yaml_text(text: str, field: str) -> dict:
+  """A config's text (e.g. a run's params.yaml, read through tf.io.gfile) into sections."""
+  try:
+    content = yaml.safe_load(text)
+  except (yaml.YAMLError, RecursionError):
+    raise ConfigError(f"{field} is not valid YAML") from None
+  return _sections(content, field)
+
+
+def _sections(content: Any, field: str) -> dict:
   if content is None:
     return {}  # An empty file: the defaults.
   if not isinstance(content, dict):
-    raise ConfigError(f"--config: {path} must be a mapping of sections "
-                      f"({', '.join(SECTIONS)})")
+    raise ConfigError(f"{field} must be a mapping of sections ({', '.join(SECTIONS)})")
   return content
 
 

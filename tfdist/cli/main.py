@@ -15,6 +15,7 @@ PROCESS_START = time.perf_counter()
 
 COMMANDS = {
     "train": ("tfdist.cli.train", "train a model under the right tf.distribute strategy"),
+    "evaluate": ("tfdist.cli.evaluate", "evaluate a trained run's checkpoint on its eval split"),
     "launch": ("tfdist.cli.launch", "start every task of a cluster spec on this machine"),
     "cluster": ("tfdist.cli.cluster", "validate a cluster spec, print a task's TF_CONFIG"),
     "bench": ("tfdist.cli.bench", "measure overhead, scaling, input and start-up; plot them"),

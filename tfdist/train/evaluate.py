@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import os
+from typing import Callable, Optional
 
 import tensorflow as tf
 import tf_keras as keras
+from absl import logging
+
+from tfdist.data import DatasetSource
+from tfdist.models import ModelFn
+from tfdist.train.outputs import CHECKPOINTS, checkpoint_epoch
 
 AccuracyFn = Callable[[tf.data.Dataset], tuple[float, int]]
 
@@ -37,3 +43,46 @@ def accuracy_fn(model: keras.Model) -> AccuracyFn:
 def accuracy(model: keras.Model, dataset: tf.data.Dataset) -> tuple[float, int]:
   """(top-1 accuracy, examples seen) of `model` on `dataset`; see accuracy_fn."""
   return accuracy_fn(model)(dataset)
+
+
+class CheckpointEvaluator:
+  """One model, built once with the trainers' precision, evaluating checkpoint after checkpoint.
+
+  Example:
+    evaluator = CheckpointEvaluator(source, resolve("cnn"), "off")
+    evaluator.evaluate("/tmp/run/checkpoints/ckpt-0010")["eval_accuracy"]
+  """
+
+  def __init__(self, source: DatasetSource, model_fn: ModelFn, mixed_precision: str,
+               tensorboard_dir: Optional[str] = None):
+    keras.mixed_precision.set_global_policy(
+        "float32" if mixed_precision in ("off", "auto") else f"mixed_{mixed_precision}")
+    self.model = model_fn(source.input_shape, source.num_classes)
+    self.dataset = source.eval_dataset(256)
+    self.accuracy = accuracy_fn(self.model)
+    self.writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
+
+  def evaluate(self, checkpoint: str) -> dict:
+    """Loads `checkpoint` (a TF weights checkpoint prefix) and evaluates the whole eval split."""
+    epoch = checkpoint_epoch(checkpoint)
+    self.model.load_weights(checkpoint).expect_partial()
+    accuracy, examples = self.accuracy(self.dataset)
+    if self.writer is not None and epoch is not None:
+      with self.writer.as_default():
+        tf.summary.scalar("eval_accuracy", accuracy, step=epoch)
+      self.writer.flush()
+    logging.info("Evaluated %s (epoch %s): eval_accuracy %.4f", os.path.basename(checkpoint),
+                 epoch, accuracy)
+    return {"checkpoint": os.path.basename(checkpoint), "epoch": epoch,
+            "eval_accuracy": accuracy, "eval_examples": examples}
+
+
+def latest_checkpoint(model_dir: str) -> Optional[str]:
+  """The newest `checkpoints/ckpt-NNNN` of a model dir (by epoch), or None."""
+  folder = os.path.join(model_dir, CHECKPOINTS)
+  if not tf.io.gfile.isdir(folder):
+    return None
+  epochs = {checkpoint_epoch(name[:-len(".index")]): name[:-len(".index")]
+            for name in tf.io.gfile.listdir(folder) if name.endswith(".index")}
+  epochs.pop(None, None)
+  return os.path.join(folder, epochs[max(epochs)]) if epochs else None

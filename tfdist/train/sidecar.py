@@ -14,7 +14,6 @@ import time
 from typing import Optional
 
 import tensorflow as tf
-import tf_keras as keras
 from absl import logging
 
 from tfdist.cluster import tf_config
@@ -22,8 +21,7 @@ from tfdist.data import DatasetSource
 from tfdist.models import ModelFn
 from tfdist.train import evaluate
 from tfdist.train.options import TrainOptions
-from tfdist.train.outputs import (CHECKPOINTS, EVAL, METRICS, RUN_FINISHED, ModelDir,
-                                  checkpoint_epoch, write_json)
+from tfdist.train.outputs import CHECKPOINTS, EVAL, METRICS, RUN_FINISHED, ModelDir, write_json
 
 
 def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, options: TrainOptions,
@@ -55,7 +53,9 @@ def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, options: 
     if pending:
       if evaluator is None:
         tf.io.gfile.makedirs(eval_dir)
-        evaluator = _Evaluator(source, model_fn, record.get("mixed_precision", "off"), eval_dir)
+        evaluator = evaluate.CheckpointEvaluator(
+            source, model_fn, record.get("mixed_precision", "off"),
+            tensorboard_dir=os.path.join(eval_dir, "tensorboard"))
       if len(pending) > 1:
         logging.info("Sidecar evaluator behind: skipping %s", ", ".join(pending[:-1]))
       results.append(evaluator.evaluate(model_dir.path(os.path.join(CHECKPOINTS, pending[-1]))))
@@ -67,28 +67,3 @@ def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, options: 
                    "being the final one (%s)", len(results), final)
       return results
     time.sleep(poll_s)
-
-
-class _Evaluator:
-  """One model, built once with the trainers' precision, loading checkpoint after checkpoint."""
-
-  def __init__(self, source: DatasetSource, model_fn: ModelFn, mixed_precision: str,
-               eval_dir: str):
-    keras.mixed_precision.set_global_policy(
-        "float32" if mixed_precision == "off" else f"mixed_{mixed_precision}")
-    self.model = model_fn(source.input_shape, source.num_classes)
-    self.dataset = source.eval_dataset(256)
-    self.accuracy = evaluate.accuracy_fn(self.model)
-    self.writer = tf.summary.create_file_writer(os.path.join(eval_dir, "tensorboard"))
-
-  def evaluate(self, checkpoint: str) -> dict:
-    epoch = checkpoint_epoch(checkpoint)
-    self.model.load_weights(checkpoint).expect_partial()
-    accuracy, examples = self.accuracy(self.dataset)
-    with self.writer.as_default():
-      tf.summary.scalar("eval_accuracy", accuracy, step=epoch)
-    self.writer.flush()
-    logging.info("Evaluated %s (epoch %d): eval_accuracy %.4f", os.path.basename(checkpoint),
-                 epoch, accuracy)
-    return {"checkpoint": os.path.basename(checkpoint), "epoch": epoch,
-            "eval_accuracy": accuracy, "eval_examples": examples}
