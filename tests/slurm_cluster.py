@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from typing import Optional
+
+from tfdist.launch import free_port
 
 DAEMONS = ("slurmctld", "slurmd", "srun", "munged")
 MUNGE_KEY = "/etc/munge/munge.key"
@@ -23,12 +24,6 @@ MUNGE_PID = "/run/munge/munged.pid"
 def missing_programs() -> list[str]:
   return [name for name in DAEMONS if shutil.which(name) is None
           and not os.path.exists(f"/usr/sbin/{name}")]
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 def _program(name: str) -> str:
@@ -68,8 +63,8 @@ MpiDefault=none
 ReturnToService=2
 SchedulerType=sched/builtin
 SelectType=select/cons_tres
-SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
+SlurmctldPort={free_port()}
+SlurmdPort={free_port()}
 StateSaveLocation={self.root}/state
 SlurmdSpoolDir={self.root}/spool
 SlurmctldPidFile={self.root}/slurmctld.pid

@@ -24,15 +24,24 @@ def load(path: str) -> ClusterSpec:
     ClusterSpecError: the file is missing, unparsable or invalid (the message names the field).
   """
   path = os.path.expanduser(path)
-  content = _input.load_yaml_file(path, "--cluster_spec", ClusterSpecError)
+  return from_content(_input.load_yaml_file(path, "--cluster_spec", ClusterSpecError), path)
+
+
+def from_content(content: object, where: str, single_address_as_list: bool = True) -> ClusterSpec:
+  """Validates a spec file's parsed content (also what a tfdist pod gets in its environment).
+
+  Raises:
+    ClusterSpecError: naming `where` and the field.
+  """
   if not isinstance(content, dict):
-    raise ClusterSpecError(f"{path}: expected a mapping with a `cluster` key")
+    raise ClusterSpecError(f"{where}: expected a mapping with a `cluster` key")
   unknown = sorted(map(str, set(content) - set(_KEYS)))
   if unknown:
-    raise ClusterSpecError(f"{path}: {unknown[0]}: unknown key; expected {', '.join(_KEYS)}")
+    raise ClusterSpecError(f"{where}: {unknown[0]}: unknown key; expected {', '.join(_KEYS)}")
   if "cluster" not in content:
-    raise ClusterSpecError(f"{path}: cluster: missing; expected task type -> list of host:port")
+    raise ClusterSpecError(f"{where}: cluster: missing; expected task type -> list of host:port")
   evaluators = content.get("evaluator", 0)
   if isinstance(evaluators, bool) or evaluators not in (0, 1):
-    raise ClusterSpecError(f"{path}: evaluator: expected 0 or 1, got {evaluators!r}")
-  return ClusterSpec.from_dict(content["cluster"], evaluators, field=f"{path}: cluster")
+    raise ClusterSpecError(f"{where}: evaluator: expected 0 or 1, got {evaluators!r}")
+  return ClusterSpec.from_dict(content["cluster"], evaluators, field=f"{where}: cluster",
+                               single_address_as_list=single_address_as_list)

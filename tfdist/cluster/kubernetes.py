@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from typing import Mapping
 
-from tfdist.cluster.spec import EVALUATOR, TASK_TYPES, ClusterSpec, ClusterSpecError, TaskId
+from tfdist.cluster import files
+from tfdist.cluster.spec import EVALUATOR, TASK_TYPES, ClusterSpecError, TaskId
 from tfdist.cluster.tf_config import TaskConfig
 
 CLUSTER_VAR = "TFDIST_K8S_CLUSTER"
@@ -38,13 +39,8 @@ def task_config(environ: Mapping[str, str]) -> TaskConfig:
     content = json.loads(environ.get(CLUSTER_VAR, ""))
   except (ValueError, RecursionError):
     raise ClusterSpecError(f"{CLUSTER_VAR}: not valid JSON") from None
-  if not isinstance(content, dict) or "cluster" not in content:
-    raise ClusterSpecError(f"{CLUSTER_VAR}: expected {{\"cluster\": {{...}}, \"evaluator\": N}}")
-  evaluators = content.get("evaluator", 0)
-  if isinstance(evaluators, bool) or evaluators not in (0, 1):
-    raise ClusterSpecError(f"{CLUSTER_VAR}.evaluator: expected 0 or 1, got {evaluators!r}")
-  cluster = ClusterSpec.from_dict(content["cluster"], evaluators, field=f"{CLUSTER_VAR}.cluster",
-                                  single_address_as_list=False)
+  # Shaped as a spec file; TF_CONFIG-style lists only (TensorFlow reads what it becomes).
+  cluster = files.from_content(content, CLUSTER_VAR, single_address_as_list=False)
   task_type = environ.get(TASK_TYPE_VAR, "")
   if task_type not in TASK_TYPES:
     raise ClusterSpecError(f"{TASK_TYPE_VAR}: {task_type!r} is not one of {', '.join(TASK_TYPES)}")

@@ -21,14 +21,16 @@ def log_resume(epoch: int, step: int) -> None:
 
 
 def save_on_sigterm(strategy: tf.distribute.Strategy, manager: tf.train.CheckpointManager,
-                    position: Callable[[], tuple[int, int]]) -> Optional[Any]:
+                    position: Callable[[], tuple[int, int]],
+                    before_save: Optional[Callable[[], Any]] = None) -> Optional[Any]:
   """Makes a SIGTERM to any task save `manager`'s checkpoint on every task at the next step
   boundary, then exit with EXIT_PREEMPTED. Returns the handler (None where it cannot run:
   ParameterServerStrategy). Call `handler.save_checkpoint_if_preempted()` after each step, or
   let tf_keras's BackupAndRestore do it.
 
   TensorFlow's PreemptionCheckpointHandler does the agreeing between workers;
-  `position()` gives (epoch from 1, steps done in it) for the one line it logs.
+  `position()` gives (epoch from 1, steps done in it) for the one line it logs;
+  `before_save()` runs just before that save (e.g. to record the step in the checkpoint).
   """
   if isinstance(strategy, tf.distribute.ParameterServerStrategy):
     return None
@@ -41,10 +43,16 @@ def save_on_sigterm(strategy: tf.distribute.Strategy, manager: tf.train.Checkpoi
     sys.stdout.flush()
     sys.exit(EXIT_PREEMPTED)
 
+  def save(*args, **kwargs) -> None:
+    if before_save is not None:
+      before_save()
+    manager.save(*args, **kwargs)
+
   multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
   return tf.distribute.experimental.PreemptionCheckpointHandler(
       strategy.cluster_resolver if multi_worker else None, manager,
-      termination_config=tf.distribute.experimental.TerminationConfig(exit_fn=exit_preempted))
+      termination_config=tf.distribute.experimental.TerminationConfig(exit_fn=exit_preempted,
+                                                                       save_fn=save))
 
 
 def stop_saving_on_sigterm() -> None:
@@ -67,16 +75,16 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     does the agreeing; tf_keras switches it on only on GCP.
   """
 
-  def __init__(self, *args, save_on_sigterm: bool = True, **kwargs):
+  def __init__(self, *args, **kwargs):
     super().__init__(*args, **kwargs)
     self._supported_strategies = (*self._supported_strategies, tf.distribute.OneDeviceStrategy)
-    self._save_on_sigterm = save_on_sigterm
     self._last_step = -1
+    self._handler = None  # the preemption handler; None under ParameterServerStrategy
 
   def on_train_begin(self, logs=None):
     super().on_train_begin(logs)
     state = self._training_state
-    handler = self._save_on_sigterm and save_on_sigterm(
+    handler = self._handler = save_on_sigterm(
         self.model.distribute_strategy, state.write_checkpoint_manager,
         lambda: (self._current_epoch + 1, self._last_step + 1))
     if handler:  # What tf_keras does with save_before_preemption=True, where it allows it.
@@ -88,7 +96,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
   def on_train_batch_end(self, batch, logs=None):
     # `batch` is the last step of this call: a backup made now includes it.
     self._last_step = batch
-    if not isinstance(self.model.distribute_strategy, tf.distribute.ParameterServerStrategy):
+    if self._handler:  # (tf_keras counts no steps under ParameterServerStrategy)
       self._training_state._ckpt_saved_batch.assign(batch)  # pylint: disable=protected-access
     super().on_train_batch_end(batch, logs)
 
@@ -101,7 +109,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
       self._backup(epoch=epoch)
 
   def on_train_end(self, logs=None):
-    if self._save_on_sigterm:
+    if self._handler:
       stop_saving_on_sigterm()
     super().on_train_end(logs)
 

@@ -148,7 +148,8 @@ class CustomLoop:
     manager = tf.train.CheckpointManager(backup, backup_dir, max_to_keep=1)
     position = {"epoch": int(self.epoch.numpy()), "step": int(self.step_in_epoch.numpy())}
     preemption = save_on_sigterm(self.strategy, manager,
-                                 lambda: (position["epoch"] + 1, position["step"]))
+                                 lambda: (position["epoch"] + 1, position["step"]),
+                                 before_save=lambda: self.step_in_epoch.assign(position["step"]))
     writer = (tf.summary.create_file_writer(os.path.join(model_dir.tensorboard, "train"))
               if self.run.is_chief else None)
     iterator = self._iterator()
@@ -172,7 +173,6 @@ class CustomLoop:
             history.first_step_seconds = time.perf_counter() - self.run.started
           if preemption is not None:  # A SIGTERM anywhere: all save here, and exit.
             position.update(epoch=epoch, step=step)
-            self.step_in_epoch.assign(step)
             preemption.save_checkpoint_if_preempted()
           if (options.backup_every_steps and since_backup >= options.backup_every_steps
               and step < steps_per_epoch and self.coordinator is None):
