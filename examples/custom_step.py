@@ -9,16 +9,10 @@ tfdist scales it by the global batch, adds your model's own losses scaled by the
 replica count, all-reduces the gradients and runs the loop under any strategy.
 """
 
-import tfdist  # noqa: F401  (first: tf.keras is then tf_keras)
+import tfdist  # first: tf.keras is then tf_keras
 
 import tensorflow as tf
 from absl import app, flags, logging
-
-from tfdist.cluster import tf_config
-from tfdist.data import DataOptions, load_source
-from tfdist.strategy import StrategyOptions
-from tfdist.strategy.factory import make_strategy
-from tfdist.train import TrainOptions, train_with_custom_loop
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", "/tmp/tfdist/custom_step", "Where outputs go.")
 _EPOCHS = flags.DEFINE_integer("epochs", 5, "Epochs to train.")
@@ -47,17 +41,13 @@ def smoothed_cross_entropy(model, images, labels):
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  task = tf_config.from_environment()
-  strategy = make_strategy(StrategyOptions(), task)
-  _, metrics = train_with_custom_loop(
-      strategy=strategy, source=load_source(DataOptions()), model_fn=build_model,
-      options=TrainOptions(model_dir=_MODEL_DIR.value, epochs=_EPOCHS.value, loop="custom",
-                           steps_per_loop=10),
-      global_batch_size=64, step_loss=smoothed_cross_entropy,
-      optimizer=tf.keras.optimizers.Adam(1e-3),
-      is_chief=task is None or task.is_chief,
-      num_workers=task.cluster.num_compute_workers if task else 1)
-  print(f"eval_accuracy {metrics['eval_accuracy']:.4f}; outputs in {_MODEL_DIR.value}")
+  metrics = tfdist.run(
+      {"train": {"model_dir": _MODEL_DIR.value, "epochs": _EPOCHS.value, "loop": "custom",
+                 "steps_per_loop": 10}},
+      model_fn=build_model, step_loss=smoothed_cross_entropy,
+      optimizer=tf.keras.optimizers.Adam(1e-3))
+  if metrics and metrics["eval_accuracy"] is not None:
+    print(f"eval_accuracy {metrics['eval_accuracy']:.4f}; outputs in {_MODEL_DIR.value}")
 
 
 if __name__ == "__main__":

@@ -1,22 +1,18 @@
-"""Train your own Keras model with tfdist's library API (model.fit under any strategy).
+"""Train your own Keras model with tfdist's library entry point (model.fit under any strategy).
 
-    python examples/own_model_fit.py --model_dir=/tmp/own_model
+    python examples/own_model_fit.py --model_dir=/tmp/tfdist/own_model
+    tfdist launch --cluster_spec=configs/clusters/local-2workers.yaml -- \\
+        python examples/own_model_fit.py --model_dir=/tmp/tfdist/own_model_mwms
 
-The same script runs on every task of a cluster: set TF_CONFIG (or use
-`tfdist launch --cluster_spec=... -- python examples/own_model_fit.py`) and the
-strategy becomes MultiWorkerMirroredStrategy without a code change.
+The same script runs on every task of a cluster: `tfdist.run` reads where it runs
+(TF_CONFIG, a SLURM step, a Kubernetes pod) and picks the strategy; only the chief
+writes outputs.
 """
 
-import tfdist  # noqa: F401  (first: makes tf.keras the tf_keras that tfdist trains with)
+import tfdist  # first: makes tf.keras the tf_keras that tfdist trains with
 
 import tensorflow as tf
 from absl import app, flags, logging
-
-from tfdist.cluster import tf_config
-from tfdist.data import DataOptions, load_source
-from tfdist.strategy import StrategyOptions
-from tfdist.strategy.factory import make_strategy
-from tfdist.train import TrainOptions, train_with_fit
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", "/tmp/tfdist/own_model", "Where outputs go.")
 _EPOCHS = flags.DEFINE_integer("epochs", 5, "Epochs to train.")
@@ -39,15 +35,11 @@ def my_model(input_shape, num_classes):
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  task = tf_config.from_environment()           # None on one machine
-  strategy = make_strategy(StrategyOptions(), task)  # logs why it chose what it chose
-  source = load_source(DataOptions())           # mnist5k, offline
-  _, metrics = train_with_fit(
-      strategy=strategy, source=source, model_fn=my_model,
-      options=TrainOptions(model_dir=_MODEL_DIR.value, epochs=_EPOCHS.value),
-      global_batch_size=64, is_chief=task is None or task.is_chief,
-      num_workers=task.cluster.num_workers if task else 1)
-  print(f"eval_accuracy {metrics['eval_accuracy']:.4f}; outputs in {_MODEL_DIR.value}")
+  metrics = tfdist.run({"data": {"global_batch_size": 64},   # mnist5k, offline
+                        "train": {"model_dir": _MODEL_DIR.value, "epochs": _EPOCHS.value}},
+                       model_fn=my_model)
+  if metrics and metrics["eval_accuracy"] is not None:  # the chief evaluates
+    print(f"eval_accuracy {metrics['eval_accuracy']:.4f}; outputs in {_MODEL_DIR.value}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ def test_global_batch_must_divide():
 @pytest.mark.parametrize("files, pipelines, itself, policy", [
     (8, 1, False, "OFF"), (8, 2, False, "FILE"), (8, 8, False, "FILE"),
     (1, 2, False, "DATA"), (3, 4, False, "DATA"), (8, 2, True, "OFF"),
+    (8, 3, False, "DATA"), (3, 2, False, "DATA"), (6, 3, False, "FILE"), (49, 3, False, "FILE"),
+    (47, 3, False, "DATA"),
 ])
 def test_shard_policy(files, pipelines, itself, policy):
   choice = choose_shard_policy(files, pipelines, shards_itself=itself)

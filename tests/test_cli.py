@@ -40,7 +40,7 @@ def assert_usage_error(result, *fragments):
     (["--model=:build"], ["`model.name` (':build') must be one of cnn, mlp"]),
     (["--task=worker:\u00b2", "--cluster_spec=configs/clusters/example-fixed-ports.yaml"],
      ["`--task` ('worker:\u00b2') must be TYPE:INDEX"]),
-    (["--dataset=tfds:a/../../b"], ["`data.dataset` ('tfds:a/../../b') must be mnist5k or tfds:"]),
+    (["--dataset=tfds:a/../../b"], ["`data.dataset` ('tfds:a/../../b') must be mnist5k, tfds:"]),
 ])
 def test_train_user_errors_exit_2_with_one_line(tmp_path, data_dir, args, fragments):
   model_dir = tmp_path / "run"

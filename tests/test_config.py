@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tfdist.cli import config as config_lib
+from tfdist import config as config_lib
 from tfdist.data import DataSourceError
 from tfdist.train import TrainOptionsError
 from tests.conftest import REPO
@@ -85,7 +85,7 @@ def test_bad_yaml_files(tmp_path):
     ({"model": {"name": ":build"}}, Exception, r"`model.name` \(':build'\) must be one of"),
     ({"model": {"name": "..pkg:build"}}, Exception, "`model.name`"),
     ({"data": {"dataset": "tfds:"}}, DataSourceError, r"`data.dataset` \('tfds:'\)"),
-    ({"data": {"dataset": "tfds:../../etc"}}, DataSourceError, "must be mnist5k or tfds:NAME"),
+    ({"data": {"dataset": "tfds:../../etc"}}, DataSourceError, "must be mnist5k, tfds:NAME"),
     ({"train": {"epochs": "x" * 10_000}}, config_lib.ConfigError,
      r"`train.epochs` \('xxx.*\.\.\.\) must"),
     ({"strategy": {"startup_timeout_s": [1]}}, config_lib.ConfigError,

@@ -3,7 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from tfdist.data import DataOptions, DatasetSource, load_source, mnist5k
+from tfdist.data import DataOptions, load_source, mnist5k
+from tfdist.data.sources import TfdsSource
 
 
 def test_split_is_stratified_and_disjoint():
@@ -29,7 +30,7 @@ def test_prepared_dataset_has_shards_and_real_images(data_dir):
 
 
 def test_input_fn_batches_per_replica_and_repeats(data_dir):
-  source = DatasetSource(mnist5k.builder(data_dir))
+  source = TfdsSource(mnist5k.builder(data_dir))
   context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
                                        num_replicas_in_sync=4)
   dataset = source.train_input_fn(64, seed=1)(context)

@@ -82,13 +82,14 @@ def test_trains_to_the_bar_with_a_sidecar_evaluator_and_ends_cleanly(tmp_path, d
 
 
 @pytest.mark.parametrize("min_bytes, shards", [(262144, 2), (0, 1)])
-def test_large_variables_are_split_over_the_ps_tasks(tmp_path, min_bytes, shards):
+def test_large_variables_are_split_over_the_ps_tasks(tmp_path, data_dir, min_bytes, shards):
   spec = tmp_path / "ps2.yaml"
   spec.write_text("cluster:\n  chief: [127.0.0.1:auto]\n  worker: [127.0.0.1:auto]\n"
                   "  ps: [127.0.0.1:auto, 127.0.0.1:auto]\n")
   out = tmp_path / "devices.json"
   proc = start_launch(spec, tmp_path / "logs", ["python", "-m", "tests.cluster_scripts.ps_sharding",
-                                                str(out), str(min_bytes)])
+                                                str(out), str(min_bytes),
+                                                str(tmp_path / "run"), data_dir])
   output = proc.communicate(timeout=200)[0]
   assert proc.returncode == 0, output[-4000:]
   devices = json.loads(out.read_text())

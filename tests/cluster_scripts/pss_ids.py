@@ -13,7 +13,7 @@ import tfdist  # noqa: F401
 import tensorflow as tf
 
 from tfdist.cluster import tf_config
-from tfdist.data import DatasetSource
+from tfdist.data.sources import TfdsSource
 from tfdist.strategy import ROLE_SERVER, StrategyOptions, choose
 from tfdist.strategy.factory import make_strategy
 from tfdist.strategy.parameter_server import serve
@@ -29,8 +29,8 @@ def main(data_dir: str, out_file: str, steps: int, seed) -> None:
     tf.keras.utils.set_random_seed(seed)  # as tfdist's Run does: the global seed too
   strategy = make_strategy(StrategyOptions(), task, choice)
   coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
-  source = DatasetSource(ExampleIds(data_dir=data_dir, file_format="tfrecord"))
-  input_fn = source.train_input_fn(8, seed=seed, preprocess=None, per_worker=True)
+  source = TfdsSource(ExampleIds(data_dir=data_dir, file_format="tfrecord"))
+  input_fn = source.train_input_fn(8, seed=seed, per_worker=True)
   dataset = coordinator.create_per_worker_dataset(
       lambda: strategy.distribute_datasets_from_function(input_fn))
   iterator = iter(dataset)

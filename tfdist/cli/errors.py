@@ -15,7 +15,7 @@ from typing import Callable, Iterator, NoReturn, Sequence
 
 from absl import app, flags, logging
 
-from tfdist.cli.config import ConfigError
+from tfdist.config import ConfigError
 from tfdist.cluster import EXIT_FAILURE, EXIT_OK, EXIT_USER_ERROR, ClusterSpecError
 from tfdist.data import BatchError, DataSourceError
 from tfdist.models import ModelError

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from tfdist.cli import config as config_lib
+from tfdist import config as config_lib
 from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
 from tfdist.strategy import StrategyOptions
 from tfdist.train import ModelDir

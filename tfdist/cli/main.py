@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-import time
 from typing import Optional, Sequence
 
-PROCESS_START = time.perf_counter()
 
 COMMANDS = {
     "train": ("tfdist.cli.train", "train a model under the right tf.distribute strategy"),

@@ -8,7 +8,8 @@ from tfdist import _lazy
 from tfdist.data.batching import BatchError, ShardPolicy, choose_shard_policy, per_replica_batch_size
 from tfdist.data.options import DataOptions, DataSourceError
 
-_LAZY = {"DatasetSource": "sources", "InputFn": "sources", "load_source": "sources"}
+_LAZY = {"DatasetSource": "sources", "InputFn": "sources", "TfdsSource": "sources",
+         "load_source": "sources", "FunctionSource": "user"}
 
 __all__ = ["BatchError", "DataOptions", "DataSourceError", "ShardPolicy", "choose_shard_policy",
            "per_replica_batch_size", *_LAZY]

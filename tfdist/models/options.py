@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from tfdist._input import short
+from tfdist._user_code import is_function_name
 
 BUILTIN_MODELS = ("cnn", "mlp")
-_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
-_USER_FUNCTION = re.compile(rf"^{_IDENTIFIER}(\.{_IDENTIFIER})*:{_IDENTIFIER}$")
 
 
 class ModelError(ValueError):
@@ -18,7 +16,7 @@ class ModelError(ValueError):
 
 def check_name(name: str) -> None:
   """Raises ModelError unless `name` is a registry name or `package.module:function`."""
-  if name not in BUILTIN_MODELS and not (isinstance(name, str) and _USER_FUNCTION.match(name)):
+  if name not in BUILTIN_MODELS and not is_function_name(name):
     raise ModelError(f"`model.name` ({short(name)}) must be one of {', '.join(BUILTIN_MODELS)} "
                      "or package.module:function")
 

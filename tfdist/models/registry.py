@@ -7,12 +7,12 @@ output logits.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Callable, Sequence
 
 import tf_keras as keras
 
+from tfdist._user_code import import_function
 from tfdist.models.options import BUILTIN_MODELS, ModelError, check_name
 
 ModelFn = Callable[..., keras.Model]
@@ -68,27 +68,7 @@ def resolve(name: str) -> ModelFn:
   check_name(name)
   if ":" not in name:
     return REGISTRY[name]
-  module_name, _, attr = name.partition(":")
-  try:
-    module = importlib.import_module(module_name)
-  except ImportError as e:
-    raise ModelError(f"`model.name` ({name!r}): cannot import {module_name!r} ({e})") from None
-  except Exception as e:  # pylint: disable=broad-except
-    # The user's module failed while importing (SyntaxError, NameError, ...): name where.
-    where = (f"{e.filename}:{e.lineno}" if isinstance(e, SyntaxError)
-             else _innermost_frame(e.__traceback__))
-    raise ModelError(f"`model.name` ({name!r}): importing {module_name!r} raised "
-                     f"{type(e).__name__}: {e} ({where})") from None
-  fn = getattr(module, attr, None)
-  if not callable(fn):
-    raise ModelError(f"`model.name` ({name!r}): {module_name} has no function {attr!r}")
-  return _with_known_arguments(fn)
-
-
-def _innermost_frame(tb) -> str:
-  while tb is not None and tb.tb_next is not None:
-    tb = tb.tb_next
-  return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+  return _with_known_arguments(import_function(name, "model.name", ModelError))
 
 
 def _with_known_arguments(fn: Callable) -> ModelFn:

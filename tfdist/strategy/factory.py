@@ -45,8 +45,9 @@ def expected_replicas(choice: StrategyChoice, options: StrategyOptions,
 
 
 def make_strategy(options: StrategyOptions, config: Optional[TaskConfig],
-                  choice: Optional[StrategyChoice] = None) -> tf.distribute.Strategy:
-  """Builds the strategy for this process and logs why it was chosen.
+                  choice: Optional[StrategyChoice] = None,
+                  log: bool = True) -> tf.distribute.Strategy:
+  """Builds the strategy for this process and logs why it was chosen (unless not `log`).
 
   TF_CONFIG (when `config` is given) must already be in the environment.
 
@@ -60,7 +61,8 @@ def make_strategy(options: StrategyOptions, config: Optional[TaskConfig],
   if choice.role != ROLE_TRAINER:
     raise StrategyError(f"task {config.task} runs as a {choice.role}, not a trainer; "
                         "see tfdist.strategy.parameter_server.serve")
-  logging.info(choice.log_line())
+  if log:
+    logging.info(choice.log_line())
   try:
     return _build(choice, options, config)
   except tf.errors.OpError as e:  # A task's gRPC server could not bind its port.

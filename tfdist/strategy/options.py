@@ -33,6 +33,7 @@ class StrategyOptions:
     bytes_per_pack: MWMS gradient packing (0: TF's default, no packing).
     ps_shard_min_bytes: under ParameterServerStrategy with several ps tasks, split
       variables of at least this size across them (0: never split).
+    intra_op_threads, inter_op_threads: TensorFlow's thread pools (0: its default).
   """
 
   name: str = AUTO
@@ -42,6 +43,8 @@ class StrategyOptions:
   startup_timeout_s: float = 60.0
   bytes_per_pack: int = 0
   ps_shard_min_bytes: int = 256 << 10
+  intra_op_threads: int = 0
+  inter_op_threads: int = 0
 
   def __post_init__(self):
     _check_choice("strategy.name", self.name, STRATEGY_NAMES)
@@ -53,7 +56,8 @@ class StrategyOptions:
     if not self.startup_timeout_s > 0:
       raise StrategyError(
           f"`strategy.startup_timeout_s` ({self.startup_timeout_s!r}) must be positive")
-    for field in ("bytes_per_pack", "ps_shard_min_bytes"):
+    for field in ("bytes_per_pack", "ps_shard_min_bytes", "intra_op_threads",
+                  "inter_op_threads"):
       value = getattr(self, field)
       if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise StrategyError(f"`strategy.{field}` ({value!r}) must be a non-negative integer")

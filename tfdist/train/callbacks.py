@@ -133,7 +133,8 @@ class RunMeter(keras.callbacks.Callback):
   and step this callback sees are the resume point.
   """
 
-  def __init__(self, global_batch_size: int, started: Optional[float] = None):
+  def __init__(self, global_batch_size: int, started: Optional[float] = None,
+               initial_epoch: int = 0):
     super().__init__()
     # It never reads `logs`, so Keras may run it under ParameterServerStrategy, where batch
     # hooks fire as steps are scheduled (epoch ends still wait for the steps to finish).
@@ -143,7 +144,8 @@ class RunMeter(keras.callbacks.Callback):
     self.epoch_rates: list[float] = []
     self.epochs_completed = 0
     self.first_step_seconds: Optional[float] = None
-    self._started = started  # time.perf_counter() at process start, if known
+    self._started = started  # time.perf_counter() at the job's start, if known
+    self._initial_epoch = initial_epoch  # where fit starts when there is no backup
     self._first_seen = False
     self._epoch_start = 0.0
     self._epoch_first_step: Optional[int] = None
@@ -164,7 +166,7 @@ class RunMeter(keras.callbacks.Callback):
       self._epoch_start = time.perf_counter()
     if not self._first_seen:
       self._first_seen = True
-      if self._epoch or batch:
+      if self._epoch != self._initial_epoch or batch:
         # As Keras prints it: epoch counts from 1; `step` steps of it were already done.
         self.resumed_from = {"epoch": int(self._epoch) + 1, "step": int(batch)}
         log_resume(**self.resumed_from)

@@ -135,6 +135,7 @@ class CustomLoop:
     backup = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
                                  step_in_epoch=self.step_in_epoch)
     history = TrainHistory()
+    self.epoch.assign(self.run.start.epoch)  # a finished run trained further
     latest = tf.train.latest_checkpoint(model_dir.backup)
     if latest:
       backup.read(latest).expect_partial()
@@ -227,8 +228,8 @@ def train_with_custom_loop(*, strategy: tf.distribute.Strategy, source: DatasetS
                            model_fn: ModelFn, options: TrainOptions, global_batch_size: int,
                            step_loss: StepLoss = cross_entropy_step,
                            optimizer: Optional[keras.optimizers.Optimizer] = None,
-                           is_chief: bool = True, num_workers: int = 1,
-                           started: Optional[float] = None) -> tuple[keras.Model, dict]:
+                           started: Optional[float] = None,
+                           params_yaml: Optional[str] = None) -> tuple[keras.Model, dict]:
   """`train_with_fit`'s twin with tfdist's custom loop and a user-defined step loss.
 
   Example (label smoothing as a custom step):
@@ -245,12 +246,14 @@ def train_with_custom_loop(*, strategy: tf.distribute.Strategy, source: DatasetS
     (the trained model, the metrics written to metrics.json).
   """
   run = Run(strategy=strategy, source=source, options=options,
-            global_batch_size=global_batch_size, is_chief=is_chief, num_workers=num_workers,
-            started=started)
+            global_batch_size=global_batch_size, started=started, params_yaml=params_yaml)
   with strategy.scope():
     model = model_fn(source.input_shape, source.num_classes)
     optimizer = optimizer or model.optimizer or keras.optimizers.Adam(options.learning_rate)
     optimizer.build(model.trainable_variables)
+    run.begin(model)
+  if run.start.done:
+    return model, run.metrics_of_finished_run()
   logging.info("Custom loop: %d steps per epoch, %d per tf.function call",
                run.steps_per_epoch, options.steps_per_loop)
   history = CustomLoop(run, model, optimizer, step_loss).train()

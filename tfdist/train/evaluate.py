@@ -11,7 +11,7 @@ from absl import logging
 
 from tfdist.data import DatasetSource
 from tfdist.models import ModelFn
-from tfdist.train.outputs import CHECKPOINTS, checkpoint_epoch
+from tfdist.train.outputs import checkpoint_epoch, latest_checkpoint  # noqa: F401 (re-exported)
 
 AccuracyFn = Callable[[tf.data.Dataset], tuple[float, int]]
 
@@ -75,14 +75,3 @@ class CheckpointEvaluator:
                  epoch, accuracy)
     return {"checkpoint": os.path.basename(checkpoint), "epoch": epoch,
             "eval_accuracy": accuracy, "eval_examples": examples}
-
-
-def latest_checkpoint(model_dir: str) -> Optional[str]:
-  """The newest `checkpoints/ckpt-NNNN` of a model dir (by epoch), or None."""
-  folder = os.path.join(model_dir, CHECKPOINTS)
-  if not tf.io.gfile.isdir(folder):
-    return None
-  epochs = {checkpoint_epoch(name[:-len(".index")]): name[:-len(".index")]
-            for name in tf.io.gfile.listdir(folder) if name.endswith(".index")}
-  epochs.pop(None, None)
-  return os.path.join(folder, epochs[max(epochs)]) if epochs else None

@@ -75,31 +75,36 @@ def output_callbacks(run: Run, model: keras.Model) -> list[keras.callbacks.Callb
 
 def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
                    model_fn: ModelFn, options: TrainOptions, global_batch_size: int,
-                   is_chief: bool = True, num_workers: int = 1,
-                   started: Optional[float] = None) -> tuple[keras.Model, dict]:
+                   started: Optional[float] = None,
+                   params_yaml: Optional[str] = None) -> tuple[keras.Model, dict]:
   """Builds the model in `strategy.scope()`, fits it, evaluates and saves.
 
-  Every task of a multi-worker job calls this; only the chief writes into
-  `options.model_dir`.
+  Every task of a multi-worker job calls this; only the chief (the strategy's
+  `should_checkpoint`) writes into `options.model_dir`. Most callers want
+  `tfdist.run`, which also builds the strategy for where it runs.
 
   Args:
-    started: `time.perf_counter()` at process start, for `wall_seconds` (default: now).
+    started: `time.perf_counter()` when the job started, for `wall_seconds` (default: now).
+    params_yaml: the resolved config, written to the model dir as params.yaml.
 
   Returns:
     (the trained model, the metrics written to metrics.json).
   """
   run = Run(strategy=strategy, source=source, options=options,
-            global_batch_size=global_batch_size, is_chief=is_chief, num_workers=num_workers,
-            started=started)
+            global_batch_size=global_batch_size, started=started, params_yaml=params_yaml)
   with strategy.scope():
     model = compile_if_needed(model_fn(source.input_shape, source.num_classes), options)
+    run.begin(model)
+  if run.start.done:
+    return model, run.metrics_of_finished_run()
   data = keras.utils.experimental.DatasetCreator(source.train_input_fn(
       global_batch_size, seed=options.seed, per_worker=uses_coordinator(strategy)))
 
-  meter = RunMeter(global_batch_size, started=run.started)
+  meter = RunMeter(global_batch_size, started=run.started, initial_epoch=run.start.epoch)
   callbacks = [meter, *output_callbacks(run, model)]
-  history = model.fit(data, epochs=options.epochs, steps_per_epoch=run.steps_per_epoch,
-                      callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+  history = model.fit(data, epochs=options.epochs, initial_epoch=run.start.epoch,
+                      steps_per_epoch=run.steps_per_epoch, callbacks=callbacks,
+                      verbose=1 if sys.stdout.isatty() else 2)
   result = TrainHistory(
       losses=history.history.get("loss", []), accuracies=history.history.get("accuracy", []),
       epochs_completed=meter.epochs_completed, examples_per_sec=meter.examples_per_sec,

@@ -31,6 +31,9 @@ class TrainOptions:
     steps_per_execution: train steps per tf.function call in `fit`.
     steps_per_loop: train steps per tf.function call in the custom loop.
     export: save the trained model (SavedModel) under model_dir/export.
+    init_checkpoint: start a new run from these weights: a weights checkpoint prefix
+      (`.../checkpoints/ckpt-0004`) or a tfdist model dir (its final checkpoint). A run
+      that resumes from its backup, or continues a finished run, ignores it.
     mixed_precision: `auto` (bfloat16 for tfdist's own models on CPUs with native bfloat16,
       else float32; see precision.py), `off`, `bfloat16`, or `float16` (GPUs; `fit` only,
       which scales the loss). Library calls treat `auto` as `off`: the CLI decides it.
@@ -47,6 +50,7 @@ class TrainOptions:
   steps_per_loop: int = 10
   export: bool = True
   mixed_precision: str = "auto"
+  init_checkpoint: Optional[str] = None
 
   def __post_init__(self):
     _positive_int("train.epochs", self.epochs)
@@ -68,6 +72,9 @@ class TrainOptions:
                               "`train.loop=fit` does; use bfloat16 with the custom loop")
     if self.loop not in LOOPS:
       raise TrainOptionsError(f"`train.loop` ({self.loop!r}) must be one of {', '.join(LOOPS)}")
+    if self.init_checkpoint is not None and (not self.init_checkpoint
+                                             or "\0" in self.init_checkpoint):
+      raise TrainOptionsError(f"`train.init_checkpoint` ({self.init_checkpoint!r}) must be a path")
     if not self.model_dir or not isinstance(self.model_dir, str) or "\0" in self.model_dir:
       raise TrainOptionsError(f"`train.model_dir` ({self.model_dir!r}) must be a path")
 

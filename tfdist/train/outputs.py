@@ -19,6 +19,8 @@ import shutil
 import tempfile
 from typing import Any, Iterator, Optional
 
+from tfdist.train.options import ModelDirError
+
 CHECKPOINTS = "checkpoints"
 BACKUP = "backup"
 TENSORBOARD = "tensorboard"
@@ -36,10 +38,39 @@ CHECKPOINT_TEMPLATE = "ckpt-{epoch:04d}"
 _CHECKPOINT_EPOCH = re.compile(r"ckpt-(\d+)$")
 
 
+def check_model_dir(path: str) -> None:
+  """A local model dir must be a directory or not exist yet (remote ones are checked by TF).
+
+  Raises:
+    ModelDirError: naming --model_dir and what is in the way.
+  """
+  if not is_local(path):
+    return
+  existing = path
+  while existing and not os.path.exists(existing):
+    existing = os.path.dirname(existing.rstrip(os.sep)) if existing != os.sep else ""
+  if existing == path and not os.path.isdir(path):
+    raise ModelDirError(f"--model_dir: {path} exists and is not a directory")
+  if existing and (not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK)):
+    raise ModelDirError(f"--model_dir: cannot create or write {path} ({existing} is not a "
+                        "writable directory)")
+
+
 def checkpoint_epoch(path: str) -> Optional[int]:
   """The epoch of a `ckpt-NNNN` checkpoint path, or None for anything else."""
   match = _CHECKPOINT_EPOCH.search(path)
   return int(match.group(1)) if match else None
+
+
+def latest_checkpoint(model_dir: str) -> Optional[str]:
+  """The newest `checkpoints/ckpt-NNNN` of a model dir (by epoch), or None."""
+  folder = os.path.join(model_dir, CHECKPOINTS)
+  if not gfile().isdir(folder):
+    return None
+  epochs = {checkpoint_epoch(name[:-len(".index")]): name[:-len(".index")]
+            for name in gfile().listdir(folder) if name.endswith(".index")}
+  epochs.pop(None, None)
+  return os.path.join(folder, epochs[max(epochs)]) if epochs else None
 
 
 def _tf() -> Any:
@@ -128,17 +159,19 @@ class ModelDir:
     record = self.read_run()
     return bool(record) and record.get("run_id") == run_id and record.get("status") == RUN_FINISHED
 
-  def start_run(self, run_id: str, **details) -> None:
+  def start_run(self, run_id: str, keep_checkpoints: Optional[bool] = None, **details) -> None:
     """Records that run `run_id` is training.
 
-    An unfinished record is continued (its checkpoints kept) when this is the same
-    run restarted, or when a backup is left to resume from.
+    The previous record's checkpoints are kept when `keep_checkpoints` (a finished
+    run trained further), or by default when it is unfinished and this is the same
+    run restarted, or a backup is left to resume from.
     """
     if not self.is_chief:
       return
     previous = self.read_run() or {}
-    continues = previous.get("status") == RUN_TRAINING and (
-        previous.get("run_id") == run_id or self.has_backup())
+    continues = keep_checkpoints or keep_checkpoints is None and (
+        previous.get("status") == RUN_TRAINING
+        and (previous.get("run_id") == run_id or self.has_backup()))
     self._run = {"run_id": run_id, "status": RUN_TRAINING,
                  "checkpoints": list(previous.get("checkpoints", [])) if continues else [],
                  "final_checkpoint": None, **details}

@@ -10,15 +10,16 @@ from typing import Optional
 
 import tensorflow as tf
 import tf_keras as keras
+from absl import logging
 
 import tfdist
 
 from tfdist.cluster import EVALUATOR, tf_config
 from tfdist.data import DatasetSource, per_replica_batch_size
-from tfdist.train import evaluate
+from tfdist.train import evaluate, start
 from tfdist.train.callbacks import log_resume
-from tfdist.train.options import ModelDirError, TrainOptions
-from tfdist.train.outputs import CHECKPOINTS, EXPORT, RUN, ModelDir
+from tfdist.train.options import ModelDirError, TrainOptions, TrainOptionsError
+from tfdist.train.outputs import CHECKPOINTS, EXPORT, METRICS, PARAMS, RUN, ModelDir, read_json
 
 # The public names of strategies whose classes are aliases.
 _PUBLIC_NAMES = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",
@@ -49,22 +50,37 @@ class TrainHistory:
 
 @dataclasses.dataclass
 class Run:
-  """One training run of one task: where it writes and how many steps it takes."""
+  """One training run of one task: where it writes, how many steps it takes, where it starts.
+
+  Who writes is the strategy's answer (`should_checkpoint`: the chief); the number of
+  workers is the cluster's (TF_CONFIG).
+  """
 
   strategy: tf.distribute.Strategy
   source: DatasetSource
   options: TrainOptions
   global_batch_size: int
-  is_chief: bool = True
-  num_workers: int = 1
-  started: Optional[float] = None
+  started: Optional[float] = None  # time.perf_counter() when the job started (default: now)
+  params_yaml: Optional[str] = None  # the resolved config, written as params.yaml by `begin`
 
   def __post_init__(self):
     self.started = time.perf_counter() if self.started is None else self.started
+    self.is_chief = bool(self.strategy.extended.should_checkpoint)
+    cluster = tf_config.from_environment()
+    self.num_workers = (cluster.cluster.num_compute_workers
+                        if cluster and not _single_machine(self.strategy) else 1)
     per_replica_batch_size(self.global_batch_size, self.strategy.num_replicas_in_sync)
     self.steps_per_epoch = (self.options.steps_per_epoch
                             or self.source.steps_per_epoch(self.global_batch_size))
     self.model_dir = ModelDir(self.options.model_dir, self.is_chief)
+    init = (start.resolve_checkpoint(self.options.init_checkpoint)
+            if self.options.init_checkpoint else None)
+    # Every task reads what the model dir holds before the chief records this run.
+    record, has_backup = self.model_dir.read_run(), self.model_dir.has_backup()
+    if _multi_worker(self.strategy):
+      _gather_across_workers(self.strategy, [0])
+    self.start = start.decide(record, has_backup, self.model_dir, self.options.epochs, init)
+    logging.info("Run start: %s", self.start.reason)
     if self.options.seed is not None:
       keras.utils.set_random_seed(self.options.seed)
     # Before any model is built: layers take the global policy when created.
@@ -72,11 +88,39 @@ class Run:
     keras.mixed_precision.set_global_policy(
         "float32" if policy in ("off", "auto") else f"mixed_{policy}")
     self.run_id = tf_config.run_id() or f"local-{uuid.uuid4().hex[:12]}"
+
+  def begin(self, model: keras.Model) -> None:
+    """Loads the starting weights into `model` (built in the strategy's scope), then
+    records the run in the model dir. Nothing is written before the weights loaded.
+    """
+    self._load_starting_weights(model)
+    if self.start.done:
+      return
+    if self.params_yaml is not None:  # `--config=MODEL_DIR/params.yaml` runs it again
+      self.model_dir.write_text(PARAMS, self.params_yaml)
     # The sidecar evaluator builds its model with the same precision as the trainers; the
     # nonce tells this start of the run from any earlier one (see check_shared_model_dir).
-    self.model_dir.start_run(self.run_id, mixed_precision=_policy_name(policy),
+    self.model_dir.start_run(self.run_id, keep_checkpoints=self.start.epoch > 0 or None,
+                             mixed_precision=_policy_name(self.options.mixed_precision),
                              nonce=uuid.uuid4().hex)
     check_shared_model_dir(self.strategy, self.model_dir, self.run_id)
+
+  def _load_starting_weights(self, model: keras.Model) -> None:
+    """Raises TrainOptionsError when the checkpoint does not hold this model's weights."""
+    if self.start.weights is None:
+      return
+    try:
+      status = model.load_weights(self.start.weights)
+      status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+      raise TrainOptionsError(
+          f"`train.init_checkpoint`: {self.start.weights} does not hold this model's weights "
+          f"({str(e).splitlines()[0][:160]})") from None
+    status.expect_partial()
+
+  def metrics_of_finished_run(self) -> dict:
+    """A finished run's metrics, when there was nothing left to train."""
+    return read_json(self.model_dir.path(METRICS)) or {}
 
   def resumed_after_training(self) -> TrainHistory:
     """The history of a run restarted after all its epochs were backed up (nothing to train)."""
@@ -117,6 +161,8 @@ class Run:
         "seconds_to_first_step": history.first_step_seconds,
         "wall_seconds": time.perf_counter() - self.started,
         "resumed_from": history.resumed_from,
+        "started_from": {"epoch": self.start.epoch, "weights": self.start.weights,
+                         "reason": self.start.reason},
         "dataset": self.source.name,
         "model_dir": self.model_dir.root,
         "versions": {"tfdist": tfdist.__version__, "tensorflow": tf.__version__,
@@ -142,8 +188,7 @@ def check_shared_model_dir(strategy: tf.distribute.Strategy, model_dir: ModelDir
     ModelDirError: naming the first task that does not see the chief's record, and its path.
   """
   config = tf_config.from_environment()
-  if (config is None or config.cluster.num_workers < 2
-      or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+  if config is None or not _multi_worker(strategy):
     return
   tasks = [t for t in config.cluster.tasks() if t.type != EVALUATOR]
   _gather_across_workers(strategy, [0, 0])  # barrier: the chief has written run.json
@@ -172,6 +217,18 @@ def _gather_across_workers(strategy: tf.distribute.Strategy,
     return strategy.run(replica_fn)
 
   return strategy.experimental_local_results(gather())[0].numpy().tolist()
+
+
+def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
+  """MultiWorkerMirroredStrategy over more than one worker (collectives cross processes)."""
+  config = tf_config.from_environment()
+  return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+          and config is not None and config.cluster.num_workers > 1)
+
+
+def _single_machine(strategy: tf.distribute.Strategy) -> bool:
+  return not isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
+                                   tf.distribute.ParameterServerStrategy))
 
 
 def _policy_name(policy: str) -> str:

@@ -36,7 +36,7 @@ SECTIONS: dict[str, type] = {
 
 
 # Paths a user may write as `~/...`.
-_PATH_FIELDS = ("train.model_dir", "data.data_dir")
+_PATH_FIELDS = ("train.model_dir", "data.data_dir", "train.init_checkpoint")
 
 
 class ConfigError(ValueError):
@@ -53,6 +53,25 @@ class ExperimentConfig:
 
   def as_dict(self) -> dict:
     return dataclasses.asdict(self)
+
+
+def as_config(value: "ExperimentConfig | Mapping | str | None") -> ExperimentConfig:
+  """An ExperimentConfig from itself, {section: {key: value}} over the defaults, a YAML
+  file's path, or None (the defaults).
+
+  Example:
+    as_config({"train": {"epochs": 3}, "data": {"global_batch_size": 128}})
+  """
+  if isinstance(value, ExperimentConfig):
+    return value
+  if value is None:
+    return build()
+  if isinstance(value, str):
+    return build(read_yaml(value))
+  if isinstance(value, Mapping):
+    return build(value)
+  raise ConfigError(f"config ({type(value).__name__}) must be an ExperimentConfig, a mapping of "
+                    f"sections ({', '.join(SECTIONS)}) or a YAML file's path")
 
 
 def read_yaml(path: str) -> dict:

@@ -1,0 +1,172 @@
+"""`tfdist.run`: one call, unchanged on every task of any cluster.
+
+It reads where it runs (TF_CONFIG, a Kubernetes pod, a SLURM step, or nothing:
+one machine), and becomes what this task is: a parameter-server or worker
+server, a sidecar evaluator, or a trainer under the right strategy. As in Orbit,
+the trainer's outer loop is tfdist's; the pieces a user brings are small: the
+model function, the data function, optionally the step loss of a custom loop.
+
+    import tfdist
+
+    def my_model(input_shape, num_classes): ...          # a Keras model, compiled or not
+    def my_data(split): ...                              # a tf.data.Dataset of (features, label)
+
+    metrics = tfdist.run({"train": {"epochs": 5, "model_dir": "/tmp/run"}},
+                         model_fn=my_model, data_fn=my_data)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Callable, Mapping, Optional, Union
+
+from absl import logging
+
+import tfdist
+from tfdist import config as config_lib
+from tfdist.cluster import EXIT_OK, TaskConfig, environment, tf_config
+from tfdist.data import load_source, per_replica_batch_size
+from tfdist.models import BUILTIN_MODELS, ModelFn, resolve
+from tfdist.strategy import ROLE_EVALUATOR, ROLE_SERVER, devices, factory, parameter_server
+from tfdist.strategy.startup import StartupWatchdog
+from tfdist.train import ModelDir, precision, start
+from tfdist.train.outputs import check_model_dir
+
+Config = Union[config_lib.ExperimentConfig, Mapping, str, None]
+
+
+def run(config: Config = None, *, model_fn: Optional[ModelFn] = None,
+        data_fn: Optional[Callable] = None, step_loss: Optional[Callable] = None,
+        optimizer=None) -> Optional[dict]:
+  """Runs this task's part of the job; returns the trainer's metrics (metrics.json).
+
+  Args:
+    config: an ExperimentConfig, {section: {key: value}} over the defaults, a YAML
+      file's path, or None (the defaults). See tfdist/config.py.
+    model_fn: `fn(input_shape, num_classes)` returning a Keras model (default: the
+      config's `model.name`).
+    data_fn: `fn(split)` or `fn(split, input_context)` returning a tf.data.Dataset
+      of (features, label) (default: the config's `data.dataset`; see data/user.py).
+    step_loss: with `train.loop=custom`, `fn(model, features, labels)` returning
+      (per-example losses, predictions) (default: sparse cross-entropy).
+    optimizer: with `train.loop=custom`, the optimizer (default: the model's, else Adam).
+
+  Returns:
+    On trainers, the run's metrics (the same on every trainer of a synchronous job);
+    None on a sidecar evaluator. A parameter-server or worker server serves until
+    the run is finished and then ends the process (TensorFlow's server cannot stop).
+
+  Raises:
+    The layers' one-line errors (ConfigError, ClusterSpecError, DataSourceError,
+    ModelError, StrategyError, TrainOptionsError, BatchError), all before any
+    cluster start-up.
+  """
+  return Job(config, model_fn=model_fn, data_fn=data_fn, step_loss=step_loss,
+             optimizer=optimizer).run()
+
+
+class Job:
+  """This task's part of a job, checked when built, run by `run()`.
+
+  Building it does every check that needs no peer (config, cluster, model dir,
+  model function, data, batch split), so that bad input fails before start-up.
+  """
+
+  def __init__(self, config: Config = None, *, model_fn: Optional[ModelFn] = None,
+               data_fn: Optional[Callable] = None, step_loss: Optional[Callable] = None,
+               optimizer=None):
+    self.started = time.perf_counter()
+    self.config = config = config_lib.as_config(config)
+    if (step_loss is not None or optimizer is not None) and config.train.loop != "custom":
+      raise config_lib.ConfigError(
+          f"`{'step_loss' if step_loss is not None else 'optimizer'}` is for the custom loop; "
+          "set train.loop=custom (a model for fit brings its own by being compiled)")
+    self.loop_extras = {k: v for k, v in (("step_loss", step_loss), ("optimizer", optimizer))
+                        if v is not None}
+    self.task_config = environment.detect(config.cluster)
+    check_model_dir(config.train.model_dir)
+    if config.train.init_checkpoint:
+      start.resolve_checkpoint(config.train.init_checkpoint)
+    self.choice = factory.decide(config.strategy, self.task_config)
+    devices.configure_host(cpu_replicas=config.strategy.cpu_replicas,
+                           intra_op_threads=config.strategy.intra_op_threads,
+                           inter_op_threads=config.strategy.inter_op_threads)
+    self.builtin_model = model_fn is None and config.model.name in BUILTIN_MODELS
+    self.started_up = False
+    if self.choice.role != ROLE_SERVER:  # Servers run no Python model or input.
+      self.model_fn = model_fn or resolve(config.model.name)
+      self.source = load_source(config.data, data_fn)
+      per_replica_batch_size(config.data.global_batch_size, factory.expected_replicas(
+          self.choice, config.strategy, self.task_config))
+
+  @property
+  def is_chief(self) -> bool:
+    """This task writes the run's outputs."""
+    return self.task_config is None or self.task_config.is_chief
+
+  def start(self) -> None:
+    """A trainer builds its strategy (a multi-worker job's rendezvous); then the data is
+    read for the first time, which TensorFlow allows only once the strategy has set up
+    its runtime. Logs nothing: a user error found here is still the only line printed.
+    """
+    if self.choice.role == ROLE_SERVER or self.started_up:
+      return
+    if self.choice.role != ROLE_EVALUATOR:
+      self.strategy = self._make_strategy()
+    self.source.num_train_examples  # pylint: disable=pointless-statement  (reads the data)
+    self.started_up = True
+
+  def run(self) -> Optional[dict]:
+    """Serves, evaluates or trains, as this task's role is."""
+    config = self.config
+    if self.choice.role == ROLE_SERVER:
+      self._serve()
+    self.start()
+    logging.info(self.choice.log_line())
+    if self.choice.role == ROLE_EVALUATOR:
+      from tfdist.train import run_sidecar_evaluator  # pylint: disable=import-outside-toplevel
+      run_sidecar_evaluator(source=self.source, model_fn=self.model_fn, options=config.train)
+      return None
+    strategy = self.strategy
+    policy, reason = precision.decide(
+        config.train.mixed_precision, builtin_model=self.builtin_model,
+        gpu=devices.num_gpus() > 0, native_bfloat16=precision.cpu_has_native_bfloat16())
+    logging.info("Mixed precision: %s (%s)", policy, reason)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                   mixed_precision=policy))
+    params_yaml = config_lib.to_yaml(
+        config, header=f"{versions_line()}\n# Run again: tfdist train --config=<this file>")
+    # pylint: disable-next=import-outside-toplevel
+    from tfdist.train import train_with_custom_loop, train_with_fit
+    train = train_with_custom_loop if config.train.loop == "custom" else train_with_fit
+    _, metrics = train(strategy=strategy, source=self.source, model_fn=self.model_fn,
+                       options=config.train, global_batch_size=config.data.global_batch_size,
+                       started=self.started, params_yaml=params_yaml, **self.loop_extras)
+    return metrics
+
+  def _serve(self) -> None:
+    logging.info(self.choice.log_line())
+    # Serves until the chief records the run finished, so that job systems see every task end.
+    model_dir = ModelDir(self.config.train.model_dir, is_chief=False)
+    run_id = tf_config.run_id()
+    parameter_server.serve(self.task_config, stop_when=lambda: model_dir.run_finished(run_id))
+    logging.flush()
+    os._exit(EXIT_OK)  # pylint: disable=protected-access  (TF's server has no clean shutdown)
+
+  def _make_strategy(self):
+    options, task_config = self.config.strategy, self.task_config
+    if task_config is not None and len(list(task_config.cluster.tasks())) > 1:
+      # Creating a multi-worker strategy is the rendezvous: it returns once every peer is up.
+      # The deadline covers only that; building, restoring and tracing may take what they take.
+      with StartupWatchdog(task_config, options.startup_timeout_s):
+        return factory.make_strategy(options, task_config, self.choice, log=False)
+    return factory.make_strategy(options, task_config, self.choice, log=False)
+
+
+def versions_line() -> str:
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  return (f"# tfdist {tfdist.__version__}, TensorFlow {tf.__version__}, "
+          f"Keras (tf_keras) {tf_keras.__version__}")
