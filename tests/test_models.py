@@ -51,7 +51,7 @@ def test_bad_model_names(user_module, name, message):
 
 
 def test_user_function_must_return_a_keras_model(user_module):
-  with pytest.raises(ModelError, match="returned int, expected a Keras model"):
+  with pytest.raises(ModelError, match="returned builtins.int; expected a Keras model"):
     resolve(f"{user_module}:not_a_model")((28, 28, 1), 10)
 
 

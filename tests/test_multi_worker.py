@@ -73,6 +73,10 @@ def test_chief_and_two_workers(tmp_path, data_dir):
   assert "[chief:0] tfdist: trained cnn" in result.stdout
   assert "[worker:0] tfdist: trained" not in result.stdout  # only the chief reports
   assert_only_chief_wrote(model_dir)
+  # The backup interval, widened from the second epoch's costs, is the same on every task.
+  intervals = dict(re.findall(r"\[(\w+:\d)\] .*Backups every (\d+) steps", result.stdout))
+  assert set(intervals) == {"chief:0", "worker:0", "worker:1"}, result.stdout[-3000:]
+  assert len(set(intervals.values())) == 1 and int(intervals["chief:0"]) >= 50
 
 
 @pytest.mark.parametrize("seed", ["3", "none"])
@@ -111,7 +115,8 @@ def test_killed_worker_resumes_from_backup(tmp_path, data_dir):
       [sys.executable, "-m", "tfdist", "launch",
        f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=1",
        f"--log_dir={log_dir}", "--", "tfdist", "train", f"--model_dir={model_dir}",
-       f"--data_dir={data_dir}", "--epochs=8", "--backup_every_steps=10", *THREAD_FLAGS],
+       f"--data_dir={data_dir}", "--epochs=8", "--backup_every_steps=10",
+       "--backup_save_share=0", *THREAD_FLAGS],
       cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   output = []
   for line in proc.stdout:

@@ -3,7 +3,7 @@
 import pytest
 import tensorflow as tf
 
-from tfdist.train import TrainOptions
+from tfdist.train import TrainOptions, TrainOptionsError
 from tfdist.train.fit import backup_frequency
 
 
@@ -35,6 +35,17 @@ def test_backups_follow_the_model_own_steps_per_execution(tmp_path, data_dir,
   model = compile_if_needed(model, options)
   backup = next(c for c in output_callbacks(run, model) if isinstance(c, BackupAndRestore))
   assert backup.save_freq == save_freq
+
+
+def test_the_backup_interval_bounds_what_saving_costs():
+  from tfdist.train.callbacks import backup_interval
+  # A 45 ms save, 16 ms steps: 141 steps keep one save within 2% of their training time.
+  assert backup_interval(0.045, 0.016, least_steps=50, share=0.02) == 141
+  assert 0.045 / (141 * 0.016) <= 0.02 < 0.045 / (140 * 0.016)
+  assert backup_interval(0.001, 0.016, least_steps=50, share=0.02) == 50  # the least wins
+  assert backup_interval(5.0, 0.016, least_steps=50, share=0) == 50       # 0: exactly
+  with pytest.raises(TrainOptionsError, match="`train.backup_save_share` \\(1.5\\)"):
+    TrainOptions(backup_save_share=1.5)
 
 
 def test_mixed_precision_auto_is_bfloat16_only_where_native_and_safe():

@@ -1,7 +1,9 @@
 """tfdist: from one device to a cluster with the same Keras training code.
 
-tfdist trains with Keras 2 (`tf_keras`); setting TF_USE_LEGACY_KERAS before
-TensorFlow is imported makes a user's `tf.keras` the same Keras.
+Models may be Keras 3 (`import keras`) or tf_keras (Keras 2). Unless the user set
+TF_USE_LEGACY_KERAS, it is set to 1 before TensorFlow is imported, so that `tf.keras`
+in user code means tf_keras, as it always has with tfdist; set it to 0 and `tf.keras`
+is Keras 3, which tfdist trains too.
 """
 
 import os

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Callable, Mapping, Optional, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 from absl import logging
 
@@ -28,7 +28,7 @@ import tfdist
 from tfdist import config as config_lib
 from tfdist.cluster import EXIT_OK, TaskConfig, environment, tf_config
 from tfdist.data import load_source, per_replica_batch_size
-from tfdist.models import BUILTIN_MODELS, ModelFn, resolve
+from tfdist.models import BUILTIN_MODELS, ModelFn, generations, resolve
 from tfdist.strategy import ROLE_EVALUATOR, ROLE_SERVER, devices, factory, parameter_server
 from tfdist.strategy.startup import StartupWatchdog
 from tfdist.train import ModelDir, precision, start
@@ -39,7 +39,7 @@ Config = Union[config_lib.ExperimentConfig, Mapping, str, None]
 
 def run(config: Config = None, *, model_fn: Optional[ModelFn] = None,
         data_fn: Optional[Callable] = None, step_loss: Optional[Callable] = None,
-        optimizer=None) -> Optional[dict]:
+        optimizer=None, callbacks: Sequence = ()) -> Optional[dict]:
   """Runs this task's part of the job; returns the trainer's metrics (metrics.json).
 
   Args:
@@ -52,6 +52,8 @@ def run(config: Config = None, *, model_fn: Optional[ModelFn] = None,
     step_loss: with `train.loop=custom`, `fn(model, features, labels)` returning
       (per-example losses, predictions) (default: sparse cross-entropy).
     optimizer: with `train.loop=custom`, the optimizer (default: the model's, else Adam).
+    callbacks: Keras callbacks of the model's Keras, run by `fit` (tf_keras: all hooks;
+      Keras 3 and the custom loop: the train and epoch hooks, with the epoch's figures).
 
   Returns:
     On trainers, the run's metrics (the same on every trainer of a synchronous job);
@@ -64,7 +66,7 @@ def run(config: Config = None, *, model_fn: Optional[ModelFn] = None,
     cluster start-up.
   """
   return Job(config, model_fn=model_fn, data_fn=data_fn, step_loss=step_loss,
-             optimizer=optimizer).run()
+             optimizer=optimizer, callbacks=callbacks).run()
 
 
 class Job:
@@ -76,7 +78,7 @@ class Job:
 
   def __init__(self, config: Config = None, *, model_fn: Optional[ModelFn] = None,
                data_fn: Optional[Callable] = None, step_loss: Optional[Callable] = None,
-               optimizer=None):
+               optimizer=None, callbacks: Sequence = ()):
     self.started = time.perf_counter()
     self.config = config = config_lib.as_config(config)
     if (step_loss is not None or optimizer is not None) and config.train.loop != "custom":
@@ -85,6 +87,7 @@ class Job:
           "set train.loop=custom (a model for fit brings its own by being compiled)")
     self.loop_extras = {k: v for k, v in (("step_loss", step_loss), ("optimizer", optimizer))
                         if v is not None}
+    self.callbacks = list(callbacks)
     self.task_config = environment.detect(config.cluster)
     check_model_dir(config.train.model_dir)
     if config.train.init_checkpoint:
@@ -143,7 +146,8 @@ class Job:
     train = train_with_custom_loop if config.train.loop == "custom" else train_with_fit
     _, metrics = train(strategy=strategy, source=self.source, model_fn=self.model_fn,
                        options=config.train, global_batch_size=config.data.global_batch_size,
-                       started=self.started, params_yaml=params_yaml, **self.loop_extras)
+                       started=self.started, params_yaml=params_yaml, callbacks=self.callbacks,
+                       **self.loop_extras)
     return metrics
 
   def _serve(self) -> None:
@@ -169,4 +173,4 @@ def versions_line() -> str:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tf_keras  # pylint: disable=import-outside-toplevel
   return (f"# tfdist {tfdist.__version__}, TensorFlow {tf.__version__}, "
-          f"Keras (tf_keras) {tf_keras.__version__}")
+          f"tf_keras {tf_keras.__version__}, {generations.keras3_version()}")

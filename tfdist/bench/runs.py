@@ -61,7 +61,10 @@ class BenchSettings:
 
 
 def _env() -> dict:
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  # benchmarks/ on the path: `--model=handwritten:tutorial_model` is the script's own model.
+  path = os.pathsep.join(p for p in (os.path.dirname(HANDWRITTEN), REPO,
+                                     os.environ.get("PYTHONPATH")) if p)
+  env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
   env.pop("TF_CONFIG", None)
   return env
 
@@ -100,36 +103,75 @@ def tfdist_launch(name: str, spec: str, settings: BenchSettings, *flags: str,
   return _train_metrics(name, (f"--cluster_spec={spec}",), settings, flags, timeout)
 
 
-def handwritten(settings: BenchSettings, timeout: float = 600) -> dict:
-  """The tutorial-style script in benchmarks/ (MirroredStrategy, model.fit)."""
+def handwritten(settings: BenchSettings, *flags: str, spec: Optional[str] = None,
+                timeout: float = 600) -> dict:
+  """The tutorial-style script in benchmarks/ (model.fit): MirroredStrategy, or with `spec`
+  MultiWorkerMirroredStrategy on every task of `tfdist launch`."""
   with tempfile.TemporaryDirectory(prefix="tfdist-bench-") as out:
     path = os.path.join(out, "result.json")
-    flags = [f"--epochs={settings.epochs}", f"--out={path}"]
+    flags = [f"--epochs={settings.epochs}", f"--out={path}", *flags]
     if settings.steps_per_epoch:
       flags.append(f"--steps_per_epoch={settings.steps_per_epoch}")
-    _run("hand-written script", [sys.executable, HANDWRITTEN, *flags], timeout)
+    command = [sys.executable, HANDWRITTEN, *flags]
+    if spec:
+      command = [sys.executable, "-m", "tfdist", "launch", f"--cluster_spec={spec}",
+                 f"--log_dir={os.path.join(out, 'logs')}", "--", "python", HANDWRITTEN, *flags,
+                 "--strategy=multi_worker", "--threads=1"]
+    _run("hand-written script", command, timeout)
     with open(path, encoding="utf-8") as f:
       return json.load(f)
 
 
-def overhead(settings: BenchSettings) -> dict:
-  """tfdist vs the hand-written script, alternating A B C A B C; medians of examples/s.
+# What `overhead` runs, in this order, alternating: (name, what, how).
+_USER_COMPILED = "--model=handwritten:tutorial_model"  # the tutorial's CNN, compiled (SGD)
+_EQUAL = ("--strategy=mirrored", "--steps_per_execution=1", "--mixed_precision=off")
+_TWO_WORKERS = os.path.join(SPECS, "local-2workers.yaml")
+_ONE_THREAD = ("--intra_op_threads=1", "--inter_op_threads=1")
+OVERHEAD_RUNS = (
+    ("handwritten", "hand-written tf.distribute script (tutorial style, the cnn, Adam)", ()),
+    ("tfdist_equal", "tfdist, equal settings (steps_per_execution=1, float32), backups on",
+     _EQUAL),
+    ("tfdist_uncompiled", "tfdist defaults, the script's cnn uncompiled (float32)",
+     ("--strategy=mirrored", "--model=handwritten:cnn_uncompiled")),
+    ("tfdist_defaults", "tfdist defaults, built-in cnn", ("--strategy=mirrored",)),
+    ("handwritten_tutorial", "hand-written script, the tutorial's CNN compiled with SGD",
+     ("--model=tutorial",)),
+    ("tfdist_user_compiled", "tfdist, defaults, user-compiled model (the tutorial's CNN)",
+     ("--strategy=mirrored", _USER_COMPILED)),
+    ("handwritten_mwms", "hand-written script, 2 workers (MWMS)", ()),
+    ("tfdist_equal_mwms", "tfdist, equal settings, 2 workers (MWMS), backups on",
+     ("--steps_per_execution=1", "--mixed_precision=off", *_ONE_THREAD)),
+    ("handwritten_tutorial_mwms", "hand-written script, tutorial's CNN, 2 workers (MWMS)",
+     ("--model=tutorial",)),
+    ("tfdist_user_compiled_mwms", "tfdist, defaults, user-compiled model, 2 workers (MWMS)",
+     (_USER_COMPILED, *_ONE_THREAD)),
+)
+# tfdist run: the script run it is compared with.
+OVERHEAD_RATIOS = {"tfdist_equal": "handwritten", "tfdist_uncompiled": "handwritten",
+                   "tfdist_defaults": "handwritten", "tfdist_user_compiled": "handwritten_tutorial",
+                   "tfdist_equal_mwms": "handwritten_mwms",
+                   "tfdist_user_compiled_mwms": "handwritten_tutorial_mwms"}
 
-  A: tfdist at the script's settings (steps_per_execution=1); B: the script;
-  C: tfdist with its defaults (on a CPU with native bfloat16 that includes bfloat16).
-  """
-  rates: dict[str, list[float]] = {"tfdist_equal": [], "handwritten": [], "tfdist_defaults": []}
+
+def overhead(settings: BenchSettings) -> dict:
+  """tfdist vs the hand-written script, alternating the runs of OVERHEAD_RUNS rep by rep;
+  medians of examples/s, and each tfdist median over its script's (OVERHEAD_RATIOS)."""
+  rates: dict[str, list[float]] = {name: [] for name, _, _ in OVERHEAD_RUNS}
   for _ in range(settings.reps):
-    rates["tfdist_equal"].append(tfdist_train(
-        "tfdist (equal settings)", settings, "--strategy=mirrored",
-        "--steps_per_execution=1", "--mixed_precision=off")["examples_per_sec"])
-    rates["handwritten"].append(handwritten(settings)["examples_per_sec"])
-    rates["tfdist_defaults"].append(tfdist_train(
-        "tfdist (defaults)", settings, "--strategy=mirrored")["examples_per_sec"])
+    for name, label, flags in OVERHEAD_RUNS:
+      spec = _TWO_WORKERS if name.endswith("_mwms") else None
+      if name.startswith("handwritten"):
+        result = handwritten(settings, *flags, spec=spec)
+      elif spec:
+        result = tfdist_launch(label, spec, settings, *flags)
+      else:
+        result = tfdist_train(label, settings, *flags)
+      rates[name].append(result["examples_per_sec"])
   medians = {k: statistics.median(v) for k, v in rates.items()}
   return {"runs": rates, "median_examples_per_sec": medians,
-          "ratio_equal": medians["tfdist_equal"] / medians["handwritten"],
-          "ratio_defaults": medians["tfdist_defaults"] / medians["handwritten"]}
+          "labels": {name: label for name, label, _ in OVERHEAD_RUNS},
+          "ratios": {name: medians[name] / medians[base] for name, base in OVERHEAD_RATIOS.items()},
+          "compared_with": dict(OVERHEAD_RATIOS)}
 
 
 def scaling(settings: BenchSettings) -> dict:

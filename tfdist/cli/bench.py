@@ -34,7 +34,8 @@ def main(argv: Sequence[str]) -> int:
                          "from a source checkout (pip install -e .)")
   os.makedirs(_OUT_DIR.value, exist_ok=True)
   started = time.perf_counter()
-  _say(f"mode {mode}: overhead ({settings.reps} x tfdist / hand-written / tfdist defaults)")
+  _say(f"mode {mode}: overhead ({settings.reps} x {len(runs.OVERHEAD_RUNS)} alternating runs: "
+       "hand-written scripts and tfdist)")
   overhead = runs.overhead(settings)
   _say("scaling: 1 worker, 2 MWMS workers, parameter servers")
   scaling = runs.scaling(settings)

@@ -20,6 +20,8 @@ def detect(options: ClusterOptions = ClusterOptions(),
   Raises:
     ClusterSpecError: a malformed TF_CONFIG, pod or SLURM description (one line).
   """
+  if environ.get(tf_config.ENV_VAR) in _DETECTED:  # ours: keep saying where it came from
+    return _DETECTED[environ[tf_config.ENV_VAR]]
   config = tf_config.from_environment(environ)
   if config is None and kubernetes.in_pod(environ):
     config = kubernetes.task_config(environ)
@@ -33,4 +35,10 @@ def detect(options: ClusterOptions = ClusterOptions(),
     gpus = slurm.gpus_for_task(environ.get("CUDA_VISIBLE_DEVICES"), environ)
     if gpus is not None:  # Before TensorFlow starts: each task sees only its own GPUs.
       environ["CUDA_VISIBLE_DEVICES"] = gpus
+  if config is not None and config.origin != "TF_CONFIG":
+    _DETECTED[environ[tf_config.ENV_VAR]] = config
   return config
+
+
+# The TF_CONFIG values this process wrote for a pod or a SLURM step, and what they came from.
+_DETECTED: dict[str, TaskConfig] = {}

@@ -7,7 +7,7 @@ from tfdist import _lazy
 from tfdist.models.options import BUILTIN_MODELS, ModelError, ModelOptions
 
 _LAZY = {"REGISTRY": "registry", "ModelFn": "registry", "resolve": "registry",
-         "outputs_probabilities": "registry"}
+         "outputs_probabilities": "generations"}
 
 __all__ = ["BUILTIN_MODELS", "ModelError", "ModelOptions", *_LAZY]
 

@@ -8,11 +8,13 @@ output logits.
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Callable, Sequence
 
 import tf_keras as keras
 
 from tfdist._user_code import import_function
+from tfdist.models import generations
 from tfdist.models.options import BUILTIN_MODELS, ModelError, check_name
 
 ModelFn = Callable[..., keras.Model]
@@ -50,11 +52,6 @@ REGISTRY: dict[str, ModelFn] = {"cnn": cnn, "mlp": mlp}
 assert tuple(REGISTRY) == BUILTIN_MODELS
 
 
-def outputs_probabilities(model: keras.Model) -> bool:
-  """True when the last layer is a softmax; tfdist's own models output logits."""
-  return getattr(model.layers[-1], "activation", None) is keras.activations.softmax
-
-
 def resolve(name: str) -> ModelFn:
   """A registry name, or `package.module:function` importable from sys.path.
 
@@ -68,7 +65,17 @@ def resolve(name: str) -> ModelFn:
   check_name(name)
   if ":" not in name:
     return REGISTRY[name]
-  return _with_known_arguments(import_function(name, "model.name", ModelError))
+  try:
+    fn = import_function(name, "model.name", ModelError)
+  except ModelError as e:
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow":  # Keras 3 on another backend may fail to import at all
+      raise ModelError(f"`model.name` ({name!r}): {generations.keras3_version()} runs on the "
+                       f"{backend!r} backend (KERAS_BACKEND); tfdist distributes with "
+                       f"TensorFlow: set KERAS_BACKEND=tensorflow ({e})") from None
+    raise
+  generations.check_keras3_backend(f"`model.name` ({name!r})")
+  return _with_known_arguments(fn)
 
 
 def _with_known_arguments(fn: Callable) -> ModelFn:
@@ -79,10 +86,7 @@ def _with_known_arguments(fn: Callable) -> ModelFn:
   def build(input_shape: Sequence[int], num_classes: int) -> keras.Model:
     given = {"input_shape": tuple(input_shape), "num_classes": num_classes}
     model = fn(**{k: v for k, v in given.items() if takes_all or k in params})
-    if not isinstance(model, keras.Model):
-      raise ModelError(
-          f"`model.name`: {fn.__module__}:{fn.__name__} returned {type(model).__name__}, "
-          "expected a Keras model (tf_keras / tf.keras with TF_USE_LEGACY_KERAS=1)")
+    generations.generation(model, f"`model.name` ({fn.__module__}:{fn.__name__})")
     return model
 
   return build

@@ -2,17 +2,52 @@
 
 from __future__ import annotations
 
+import math
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Optional
 
 import tensorflow as tf
 import tf_keras as keras
 from absl import logging
+from tf_keras.src.distribute import distributed_file_utils
 
 from tfdist.cluster import EXIT_PREEMPTED
+from tfdist.models import generations
+from tfdist.strategy import collective
 from tfdist.train.outputs import CHECKPOINT_TEMPLATE, ModelDir
+
+# Saves during training are written by a background thread: the training loop pays only
+# for copying the variables to host memory, not for the write (README: "Speed").
+IN_BACKGROUND = tf.train.CheckpointOptions(experimental_enable_async_checkpoint=True)
+def backup_interval(save_seconds: float, step_seconds: float, least_steps: int,
+                    share: float) -> int:
+  """Steps between backups: at least `least_steps` (--backup_every_steps), and enough
+  that one save costs at most `share` of the training time between two (the write,
+  though in the background, competes for the CPU). `share` 0: `least_steps`.
+
+  Example:
+    backup_interval(save_seconds=0.045, step_seconds=0.016, least_steps=50, share=0.02)  # 141
+  """
+  if share <= 0:
+    return least_steps
+  return max(least_steps, math.ceil(save_seconds / (share * max(step_seconds, 1e-6))))
+
+
+def agree_on_backup_interval(strategy: tf.distribute.Strategy, save_seconds: float,
+                             step_seconds: float, least_steps: int, share: float) -> int:
+  """`backup_interval`, the same on every worker (the largest proposed), logged."""
+  steps = collective.agree_on_max(strategy, backup_interval(save_seconds, step_seconds,
+                                                            least_steps, share))
+  logging.info("Backups every %d steps: a save takes %.0f ms and a step %.1f ms, so saving "
+               "costs at most %g%% of training time (--backup_save_share=%g; "
+               "--backup_every_steps=%d is the least)", steps, save_seconds * 1000,
+               step_seconds * 1000, share * 100, share, least_steps)
+  return steps
 
 
 def log_resume(epoch: int, step: int) -> None:
@@ -46,7 +81,8 @@ def save_on_sigterm(strategy: tf.distribute.Strategy, manager: tf.train.Checkpoi
   def save(*args, **kwargs) -> None:
     if before_save is not None:
       before_save()
-    manager.save(*args, **kwargs)
+    manager.checkpoint.sync()  # a backup still being written in the background comes first
+    manager.save(*args, **kwargs)  # in the foreground: the process exits right after
 
   multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
   return tf.distribute.experimental.PreemptionCheckpointHandler(
@@ -73,57 +109,147 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     task save at the next step boundary and exit with EXIT_PREEMPTED: the
     restarted job resumes at that step. TensorFlow's PreemptionCheckpointHandler
     does the agreeing; tf_keras switches it on only on GCP.
+  - Backups are written in the background, and the step is recorded when one is
+    written, not on every step (tf_keras assigns a variable per step).
+  - With a step interval, the second epoch of a run measures what a save and a step
+    cost and widens the interval until saving costs at most `save_share` of training
+    time (agreed by all workers; `steps_per_execution` steps per `save_freq`).
   """
 
-  def __init__(self, *args, **kwargs):
+  def __init__(self, *args, steps_per_execution: int = 1, save_share: float = 0.0, **kwargs):
     super().__init__(*args, **kwargs)
     self._supported_strategies = (*self._supported_strategies, tf.distribute.OneDeviceStrategy)
     self._last_step = -1
     self._handler = None  # the preemption handler; None under ParameterServerStrategy
+    self._steps_per_execution = steps_per_execution
+    self._save_share = save_share
+    self._epochs_ended = 0
+    self._epoch_started, self._epoch_first_step = 0.0, None
 
   def on_train_begin(self, logs=None):
     super().on_train_begin(logs)
     state = self._training_state
+    self._counts_steps = not isinstance(self.model.distribute_strategy,
+                                        tf.distribute.ParameterServerStrategy)
     handler = self._handler = save_on_sigterm(
         self.model.distribute_strategy, state.write_checkpoint_manager,
-        lambda: (self._current_epoch + 1, self._last_step + 1))
+        lambda: (self._current_epoch + 1, self._last_step + 1),
+        before_save=lambda: self._record_step(self._last_step))
     if handler:  # What tf_keras does with save_before_preemption=True, where it allows it.
       # pylint: disable-next=protected-access
       handler._read_checkpoint_manager = state.read_checkpoint_manager
       state.preemption_handler = handler
       state._enable_save_before_preemption = True  # pylint: disable=protected-access
 
+  def on_epoch_begin(self, epoch, logs=None):
+    super().on_epoch_begin(epoch, logs)
+    self._epoch_started, self._epoch_first_step = time.perf_counter(), None
+
+  def on_train_batch_begin(self, batch, logs=None):
+    # The step is recorded when a backup is written (_backup), not on every step.
+    if self._epoch_first_step is None:
+      self._epoch_first_step = batch
+
   def on_train_batch_end(self, batch, logs=None):
     # `batch` is the last step of this call: a backup made now includes it.
     self._last_step = batch
-    if self._handler:  # (tf_keras counts no steps under ParameterServerStrategy)
-      self._training_state._ckpt_saved_batch.assign(batch)  # pylint: disable=protected-access
     super().on_train_batch_end(batch, logs)
 
   def on_epoch_end(self, epoch, logs=None):
-    super().on_epoch_end(epoch, logs)
-    if self.save_freq != "epoch" and epoch + 1 == self.params.get("epochs"):
-      # Saved "at the last step of the epoch": tf_keras then resumes at the next epoch.
-      state = self._training_state
-      state._ckpt_saved_batch.assign(self.params["steps"] - 1)  # pylint: disable=protected-access
-      self._backup(epoch=epoch)
+    self._epochs_ended += 1
+    last_step = self.params["steps"] - 1  # "after the epoch's last step": resume at the next
+    if isinstance(self.save_freq, int) and self._save_share and self._epochs_ended == 2:
+      # (The second epoch: the first one traces.)
+      step_seconds = (time.perf_counter() - self._epoch_started) / max(
+          1, self._last_step - (self._epoch_first_step or 0) + 1)
+      started = time.perf_counter()
+      self._record_step(last_step)
+      self._training_state.write_checkpoint_manager.save()  # timed: in the foreground
+      steps = agree_on_backup_interval(
+          self.model.distribute_strategy, time.perf_counter() - started, step_seconds,
+          self.save_freq * self._steps_per_execution, self._save_share)
+      self.save_freq = max(1, math.ceil(steps / self._steps_per_execution))
+    elif self.save_freq == "epoch" or epoch + 1 == self.params.get("epochs"):
+      # With a step interval, the last epoch's backup keeps a run that fails later from
+      # training again.
+      self._backup(epoch=epoch, batch=last_step)
+
+  def _record_step(self, batch: int) -> None:
+    if self._counts_steps:  # (tf_keras counts no steps under ParameterServerStrategy)
+      self._training_state._ckpt_saved_batch.assign(batch)  # pylint: disable=protected-access
+
+  def _backup(self, epoch, batch=0):
+    # tf_keras's `back_up` would remove a non-chief's temporary backup dir right after the
+    # save returns, while it is still being written: that dir goes in on_train_end.
+    self._record_step(batch)
+    self._training_state.write_checkpoint_manager.save(options=IN_BACKGROUND)
 
   def on_train_end(self, logs=None):
     if self._handler:
       stop_saving_on_sigterm()
+    manager = self._training_state.write_checkpoint_manager
+    manager.checkpoint.sync()
+    distributed_file_utils.remove_temp_dirpath(manager.directory, self.model.distribute_strategy)
     super().on_train_end(logs)
 
 
-class RecordCheckpoint(keras.callbacks.Callback):
-  """Adds each epoch's checkpoint to the run record (run.json) that the sidecar evaluator reads."""
+class EpochCheckpoints:
+  """The weights after each epoch (`checkpoints/ckpt-NNNN`), written in the background.
+
+  Each is added to the run record (run.json, which the sidecar evaluator follows)
+  once written: at the next epoch's save, or at `close`. Under MultiWorkerMirrored
+  every worker saves (a save may need them all); the others into a temporary dir.
+
+  Example:
+    saves = EpochCheckpoints(model, run.model_dir)
+    saves.save(epoch=1); ...; saves.close()
+  """
+
+  def __init__(self, model, model_dir: ModelDir):
+    self.model_dir = model_dir
+    self.checkpoint = generations.weights_checkpoint(model)
+    self.folder = model_dir.checkpoints if model_dir.is_chief else tempfile.mkdtemp(
+        prefix="tfdist-checkpoints-")
+    self._pending: Optional[str] = None
+
+  def save(self, epoch: int) -> None:
+    """Starts writing `ckpt-{epoch}`; records the previous one (long written by now)."""
+    self._record_pending()
+    name = CHECKPOINT_TEMPLATE.format(epoch=epoch)
+    self.checkpoint.write(os.path.join(self.folder, name), options=IN_BACKGROUND)
+    self._pending = name
+
+  def close(self) -> None:
+    """Waits for the last write and records it; removes a non-chief's temporary dir."""
+    self._record_pending()
+    if not self.model_dir.is_chief:
+      shutil.rmtree(self.folder, ignore_errors=True)
+
+  def _record_pending(self) -> None:
+    self.checkpoint.sync()
+    if self._pending is not None:
+      self.model_dir.add_checkpoint(self._pending)
+      self._pending = None
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+  """EpochCheckpoints for `fit`: Keras's ModelCheckpoint writes in the foreground (and, on
+  a non-chief, removes its temporary dir right after, which a background write forbids)."""
 
   def __init__(self, model_dir: ModelDir):
     super().__init__()
     self._supports_tf_logs = True  # never reads `logs`
     self.model_dir = model_dir
+    self.saves: Optional[EpochCheckpoints] = None
+
+  def on_train_begin(self, logs=None):
+    self.saves = EpochCheckpoints(self.model, self.model_dir)
 
   def on_epoch_end(self, epoch, logs=None):
-    self.model_dir.add_checkpoint(CHECKPOINT_TEMPLATE.format(epoch=epoch + 1))
+    self.saves.save(epoch + 1)
+
+  def on_train_end(self, logs=None):
+    self.saves.close()
 
 
 class RunMeter(keras.callbacks.Callback):

@@ -19,17 +19,17 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
 from tfdist.data import DatasetSource
-from tfdist.models import ModelFn, outputs_probabilities
-from tfdist.train.callbacks import log_resume, save_on_sigterm, stop_saving_on_sigterm
+from tfdist.models import ModelFn, generations, outputs_probabilities
+from tfdist.train.callbacks import (IN_BACKGROUND, EpochCheckpoints, agree_on_backup_interval,
+                                    log_resume, save_on_sigterm, stop_saving_on_sigterm)
 from tfdist.train.options import TrainOptions
-from tfdist.train.outputs import CHECKPOINT_TEMPLATE, CHECKPOINTS
 from tfdist.train.run import Run, TrainHistory, uses_coordinator
 
 # (model, features, labels) -> (per-example losses [batch], predictions [batch, classes])
@@ -72,8 +72,12 @@ class CustomLoop:
   """
 
   def __init__(self, run: Run, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-               step_loss: StepLoss = cross_entropy_step):
+               step_loss: StepLoss = cross_entropy_step, callbacks: Sequence = ()):
     self.run = run
+    self.steps_per_call = run.options.steps_per_loop
+    # Epoch-level hooks only: steps run inside tf.function calls.
+    self.callbacks = generations.keras_of(generations.generation(model)).callbacks.CallbackList(
+        list(callbacks), model=model)
     self.strategy = run.strategy
     self.model = model
     self.optimizer = optimizer
@@ -108,6 +112,13 @@ class CustomLoop:
               for v in per_replica]
       totals = tuple(t + s for t, s in zip(totals, step))
     return totals
+
+  def _epoch_begin(self) -> None:
+    """Before an epoch's first step (e.g. resetting metrics)."""
+
+  def _epoch_logs(self, totals: list, steps_done: int) -> dict:
+    """The epoch's figures from the summed (loss, correct, examples) of its steps."""
+    return {"loss": totals[0] / max(steps_done, 1), "accuracy": totals[1] / max(totals[2], 1.0)}
 
   # --- The outer loop. ---
 
@@ -153,16 +164,21 @@ class CustomLoop:
                                  before_save=lambda: self.step_in_epoch.assign(position["step"]))
     writer = (tf.summary.create_file_writer(os.path.join(model_dir.tensorboard, "train"))
               if self.run.is_chief else None)
+    weights = EpochCheckpoints(self.model, model_dir)
     iterator = self._iterator()
     rates = []
+    interval = options.backup_every_steps  # widened after this run's second epoch
+    self.callbacks.on_train_begin()
     try:
       for epoch in range(int(self.epoch.numpy()), options.epochs):
         self.epoch.assign(epoch)
+        self.callbacks.on_epoch_begin(epoch)
+        self._epoch_begin()
         first = int(self.step_in_epoch.numpy())
         epoch_start, totals, step = time.perf_counter(), [0.0, 0.0, 0.0], first
         since_backup, pending = 0, []
         while step < steps_per_epoch:
-          count = min(options.steps_per_loop, steps_per_epoch - step)
+          count = min(self.steps_per_call, steps_per_epoch - step)
           result = self._call(iterator, count)
           if self.coordinator is None:
             totals = [t + float(v) for t, v in zip(totals, result)]
@@ -175,51 +191,60 @@ class CustomLoop:
           if preemption is not None:  # A SIGTERM anywhere: all save here, and exit.
             position.update(epoch=epoch, step=step)
             preemption.save_checkpoint_if_preempted()
-          if (options.backup_every_steps and since_backup >= options.backup_every_steps
-              and step < steps_per_epoch and self.coordinator is None):
+          if (interval and since_backup >= interval and step < steps_per_epoch
+              and self.coordinator is None):
             self.step_in_epoch.assign(step)
-            manager.save()
+            manager.save(options=IN_BACKGROUND)
             since_backup = 0
         if self.coordinator is not None:
           self.coordinator.join()
           for result in pending:
             totals = [t + float(v) for t, v in zip(totals, result.fetch())]
-        seconds = time.perf_counter() - epoch_start
         steps_done = step - first
-        loss = totals[0] / max(steps_done, 1)
-        accuracy = totals[1] / max(totals[2], 1.0)
-        rate = steps_done * self.run.global_batch_size / seconds
-        rates.append(rate)
-        history.losses.append(loss)
-        history.accuracies.append(accuracy)
+        logs = self._epoch_logs(totals, steps_done)
+        history.losses.append(logs.get("loss"))
+        history.accuracies.append(logs.get("accuracy"))
         history.epochs_completed = epoch + 1
         self.step_in_epoch.assign(0)
         self.epoch.assign(epoch + 1)
-        self._save_epoch(epoch + 1, manager, writer, loss, accuracy, rate)
+        weights.save(epoch + 1)
+        if (interval and options.backup_save_share and len(rates) == 1
+            and self.coordinator is None):  # (after the second epoch: the first one traces)
+          step_seconds = (time.perf_counter() - epoch_start) / max(steps_done, 1)
+          save_started = time.perf_counter()
+          manager.save()  # timed: in the foreground
+          interval = agree_on_backup_interval(self.strategy, time.perf_counter() - save_started,
+                                              step_seconds, options.backup_every_steps,
+                                              options.backup_save_share)
+        else:
+          manager.save(options=IN_BACKGROUND)
+        seconds = time.perf_counter() - epoch_start  # the epoch's saves included
+        rate = steps_done * self.run.global_batch_size / seconds
+        rates.append(rate)
+        self._write_summaries(writer, epoch + 1, logs, rate)
         if self.run.is_chief:
-          print(f"Epoch {epoch + 1}/{options.epochs}: {steps_done} steps - loss: {loss:.4f} - "
-                f"accuracy: {accuracy:.4f} - {seconds:.1f}s ({rate:,.0f} examples/s)", flush=True)
+          figures = "".join(f" - {k}: {v:.4f}" for k, v in logs.items())
+          print(f"Epoch {epoch + 1}/{options.epochs}: {steps_done} steps{figures} - "
+                f"{seconds:.1f}s ({rate:,.0f} examples/s)", flush=True)
+        self.callbacks.on_epoch_end(epoch, dict(logs))
+      self.callbacks.on_train_end()
     finally:
       if preemption is not None:
         stop_saving_on_sigterm()
+      weights.close()
+      backup.sync()
       if not self.run.is_chief:
         shutil.rmtree(backup_dir, ignore_errors=True)
     later = rates[1:] or rates
     history.examples_per_sec = sum(later) / len(later) if later else None
     return history
 
-  def _save_epoch(self, epoch: int, manager, writer, loss: float, accuracy: float,
-                  rate: float) -> None:
-    """Epoch-end outputs: a weights checkpoint (as fit writes it), the backup, TensorBoard."""
-    name = CHECKPOINT_TEMPLATE.format(epoch=epoch)
-    with self.run.model_dir.write_dir(CHECKPOINTS) as ckpt_dir:
-      self.model.save_weights(os.path.join(ckpt_dir, name))
-    self.run.model_dir.add_checkpoint(name)
-    manager.save()
+  @staticmethod
+  def _write_summaries(writer, epoch: int, logs: dict, rate: float) -> None:
     if writer is not None:
       with writer.as_default():
-        tf.summary.scalar("epoch_loss", loss, step=epoch)
-        tf.summary.scalar("epoch_accuracy", accuracy, step=epoch)
+        for name, value in logs.items():
+          tf.summary.scalar(f"epoch_{name}", value, step=epoch)
         tf.summary.scalar("examples_per_sec", rate, step=epoch)
       writer.flush()
 
@@ -229,7 +254,8 @@ def train_with_custom_loop(*, strategy: tf.distribute.Strategy, source: DatasetS
                            step_loss: StepLoss = cross_entropy_step,
                            optimizer: Optional[keras.optimizers.Optimizer] = None,
                            started: Optional[float] = None,
-                           params_yaml: Optional[str] = None) -> tuple[keras.Model, dict]:
+                           params_yaml: Optional[str] = None,
+                           callbacks: Sequence = ()) -> tuple[keras.Model, dict]:
   """`train_with_fit`'s twin with tfdist's custom loop and a user-defined step loss.
 
   Example (label smoothing as a custom step):
@@ -249,12 +275,13 @@ def train_with_custom_loop(*, strategy: tf.distribute.Strategy, source: DatasetS
             global_batch_size=global_batch_size, started=started, params_yaml=params_yaml)
   with strategy.scope():
     model = model_fn(source.input_shape, source.num_classes)
-    optimizer = optimizer or model.optimizer or keras.optimizers.Adam(options.learning_rate)
+    optimizer = optimizer or getattr(model, "optimizer", None) or generations.keras_of(
+        generations.generation(model)).optimizers.Adam(options.learning_rate)
     optimizer.build(model.trainable_variables)
     run.begin(model)
   if run.start.done:
     return model, run.metrics_of_finished_run()
   logging.info("Custom loop: %d steps per epoch, %d per tf.function call",
                run.steps_per_epoch, options.steps_per_loop)
-  history = CustomLoop(run, model, optimizer, step_loss).train()
+  history = CustomLoop(run, model, optimizer, step_loss, callbacks).train()
   return model, run.finish(model, history)

@@ -10,7 +10,7 @@ import tf_keras as keras
 from absl import logging
 
 from tfdist.data import DatasetSource
-from tfdist.models import ModelFn
+from tfdist.models import ModelFn, generations
 from tfdist.train.outputs import checkpoint_epoch, latest_checkpoint  # noqa: F401 (re-exported)
 
 AccuracyFn = Callable[[tf.data.Dataset], tuple[float, int]]
@@ -55,7 +55,7 @@ class CheckpointEvaluator:
 
   def __init__(self, source: DatasetSource, model_fn: ModelFn, mixed_precision: str,
                tensorboard_dir: Optional[str] = None):
-    keras.mixed_precision.set_global_policy(
+    generations.set_global_policy(
         "float32" if mixed_precision in ("off", "auto") else f"mixed_{mixed_precision}")
     self.model = model_fn(source.input_shape, source.num_classes)
     self.dataset = source.eval_dataset(256)
@@ -65,7 +65,7 @@ class CheckpointEvaluator:
   def evaluate(self, checkpoint: str) -> dict:
     """Loads `checkpoint` (a TF weights checkpoint prefix) and evaluates the whole eval split."""
     epoch = checkpoint_epoch(checkpoint)
-    self.model.load_weights(checkpoint).expect_partial()
+    generations.load_weights(self.model, checkpoint).expect_partial()
     accuracy, examples = self.accuracy(self.dataset)
     if self.writer is not None and epoch is not None:
       with self.writer.as_default():

@@ -2,38 +2,44 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Optional
+from typing import Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
 from tfdist.data import DatasetSource
-from tfdist.models import ModelFn, outputs_probabilities
-from tfdist.train.callbacks import BackupAndRestore, RecordCheckpoint, RunMeter
+from tfdist.models import ModelFn, generations, outputs_probabilities
+from tfdist.train.callbacks import BackupAndRestore, EpochCheckpoint, RunMeter
+from tfdist.train import keras3_upstream
+from tfdist.train.keras3_fit import Keras3FitLoop
 from tfdist.train.options import TrainOptions
-from tfdist.train.outputs import CHECKPOINT_TEMPLATE
 from tfdist.train.run import Run, TrainHistory, uses_coordinator
 
 
-def compile_if_needed(model: keras.Model, options: TrainOptions) -> keras.Model:
-  """Compiles an uncompiled model with Adam and sparse cross-entropy on logits."""
-  if model.optimizer is None or not model._is_compiled:  # pylint: disable=protected-access
+def compile_if_needed(model, options: TrainOptions):
+  """Compiles an uncompiled model (either Keras) with Adam and sparse cross-entropy on logits."""
+  gen = generations.generation(model)
+  compiled = (model.compiled if gen == generations.KERAS3
+              else model._is_compiled)  # pylint: disable=protected-access
+  if getattr(model, "optimizer", None) is None or not compiled:
+    library = generations.keras_of(gen)
     model.compile(
-        optimizer=keras.optimizers.Adam(options.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(
+        optimizer=library.optimizers.Adam(options.learning_rate),
+        loss=library.losses.SparseCategoricalCrossentropy(
             from_logits=not outputs_probabilities(model)),
         metrics=["accuracy"],
         steps_per_execution=options.steps_per_execution)
   return model
 
 
-def steps_per_execution(model: keras.Model) -> int:
+def steps_per_execution(model) -> int:
   """The steps per `fit` call the model was compiled with (by tfdist or by the user)."""
   value = getattr(model, "_steps_per_execution", None)  # tf_keras keeps it as a variable
-  return max(1, int(value.numpy())) if value is not None else 1
+  if value is None:
+    return max(1, int(getattr(model, "steps_per_execution", 1) or 1))  # Keras 3: an int
+  return max(1, int(value.numpy()))
 
 
 def backup_frequency(strategy: tf.distribute.Strategy, options: TrainOptions,
@@ -58,32 +64,37 @@ def backup_frequency(strategy: tf.distribute.Strategy, options: TrainOptions,
 def output_callbacks(run: Run, model: keras.Model) -> list[keras.callbacks.Callback]:
   """The callbacks that write a run's backups, checkpoints and TensorBoard logs.
 
-  They come after the RunMeter, so an epoch's time ends before its saves. (Backups
+  They come before the RunMeter, so an epoch's time includes its saves. (Backups
   restore in on_train_begin, before fit picks the first epoch and step the meter sees.)
   """
   model_dir = run.model_dir
   return [
       # Kept after training: `Run.finish` removes it once every output is written.
       BackupAndRestore(model_dir.backup, save_freq=backup_frequency(
-          run.strategy, run.options, steps_per_execution(model)), delete_checkpoint=False),
-      keras.callbacks.ModelCheckpoint(
-          os.path.join(model_dir.checkpoints, CHECKPOINT_TEMPLATE), save_weights_only=True),
-      RecordCheckpoint(model_dir),  # after ModelCheckpoint: records what it has written
+          run.strategy, run.options, steps_per_execution(model)), delete_checkpoint=False,
+                       steps_per_execution=steps_per_execution(model),
+                       save_share=run.options.backup_save_share),
+      EpochCheckpoint(model_dir),
       keras.callbacks.TensorBoard(model_dir.tensorboard, update_freq="epoch"),
   ]
 
 
 def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
                    model_fn: ModelFn, options: TrainOptions, global_batch_size: int,
-                   started: Optional[float] = None,
-                   params_yaml: Optional[str] = None) -> tuple[keras.Model, dict]:
+                   started: Optional[float] = None, params_yaml: Optional[str] = None,
+                   callbacks: Sequence = ()) -> tuple[keras.Model, dict]:
   """Builds the model in `strategy.scope()`, fits it, evaluates and saves.
 
   Every task of a multi-worker job calls this; only the chief (the strategy's
   `should_checkpoint`) writes into `options.model_dir`. Most callers want
-  `tfdist.run`, which also builds the strategy for where it runs.
+  `tfdist.run`, which also builds the strategy for where it runs. A tf_keras model
+  trains through its `fit`; a Keras 3 model through keras3_fit.Keras3FitLoop (its
+  own `train_step` in tfdist's loop: Keras 3's `fit` fails under multi-worker
+  strategies).
 
   Args:
+    callbacks: the user's Keras callbacks of the model's Keras (with Keras 3, their
+      epoch hooks run).
     started: `time.perf_counter()` when the job started, for `wall_seconds` (default: now).
     params_yaml: the resolved config, written to the model dir as params.yaml.
 
@@ -94,16 +105,24 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
             global_batch_size=global_batch_size, started=started, params_yaml=params_yaml)
   with strategy.scope():
     model = compile_if_needed(model_fn(source.input_shape, source.num_classes), options)
+    keras3 = generations.generation(model) == generations.KERAS3
+    if keras3:
+      keras3_upstream.build_compiled_state(
+          model, source.input_shape, global_batch_size // strategy.num_replicas_in_sync)
     run.begin(model)
   if run.start.done:
     return model, run.metrics_of_finished_run()
+  if keras3:
+    logging.info("Keras 3 model: fit runs its train_step in tfdist's loop, %d step(s) per call",
+                 steps_per_execution(model))
+    return model, run.finish(model, Keras3FitLoop(run, model, callbacks).train())
   data = keras.utils.experimental.DatasetCreator(source.train_input_fn(
       global_batch_size, seed=options.seed, per_worker=uses_coordinator(strategy)))
 
   meter = RunMeter(global_batch_size, started=run.started, initial_epoch=run.start.epoch)
-  callbacks = [meter, *output_callbacks(run, model)]
   history = model.fit(data, epochs=options.epochs, initial_epoch=run.start.epoch,
-                      steps_per_epoch=run.steps_per_epoch, callbacks=callbacks,
+                      steps_per_epoch=run.steps_per_epoch,
+                      callbacks=[*output_callbacks(run, model), *callbacks, meter],
                       verbose=1 if sys.stdout.isatty() else 2)
   result = TrainHistory(
       losses=history.history.get("loss", []), accuracies=history.history.get("accuracy", []),

@@ -16,6 +16,8 @@ import tfdist
 
 from tfdist.cluster import EVALUATOR, tf_config
 from tfdist.data import DatasetSource, per_replica_batch_size
+from tfdist.models import generations
+from tfdist.strategy import collective
 from tfdist.train import evaluate, start
 from tfdist.train.callbacks import log_resume
 from tfdist.train.options import ModelDirError, TrainOptions, TrainOptionsError
@@ -77,16 +79,15 @@ class Run:
             if self.options.init_checkpoint else None)
     # Every task reads what the model dir holds before the chief records this run.
     record, has_backup = self.model_dir.read_run(), self.model_dir.has_backup()
-    if _multi_worker(self.strategy):
-      _gather_across_workers(self.strategy, [0])
+    if collective.is_multi_worker(self.strategy):
+      collective.gather_across_workers(self.strategy, [0])
     self.start = start.decide(record, has_backup, self.model_dir, self.options.epochs, init)
     logging.info("Run start: %s", self.start.reason)
     if self.options.seed is not None:
-      keras.utils.set_random_seed(self.options.seed)
+      generations.set_random_seed(self.options.seed)
     # Before any model is built: layers take the global policy when created.
     policy = self.options.mixed_precision
-    keras.mixed_precision.set_global_policy(
-        "float32" if policy in ("off", "auto") else f"mixed_{policy}")
+    generations.set_global_policy("float32" if policy in ("off", "auto") else f"mixed_{policy}")
     self.run_id = tf_config.run_id() or f"local-{uuid.uuid4().hex[:12]}"
 
   def begin(self, model: keras.Model) -> None:
@@ -110,7 +111,7 @@ class Run:
     if self.start.weights is None:
       return
     try:
-      status = model.load_weights(self.start.weights)
+      status = generations.load_weights(model, self.start.weights)
       status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
       raise TrainOptionsError(
@@ -138,7 +139,7 @@ class Run:
     """
     if self.options.export:  # Every worker saves (MWMS may need them all); the chief keeps it.
       with self.model_dir.write_dir(EXPORT) as path:
-        model.save(path)
+        generations.export(model, path)
     eval_accuracy, eval_examples = (evaluate.accuracy(model, self.source.eval_dataset(256))
                                     if self.is_chief else (None, 0))
     losses = [_float(x) for x in history.losses]
@@ -165,8 +166,9 @@ class Run:
                          "reason": self.start.reason},
         "dataset": self.source.name,
         "model_dir": self.model_dir.root,
+        "keras": generations.generation(model),
         "versions": {"tfdist": tfdist.__version__, "tensorflow": tf.__version__,
-                     "keras": f"tf_keras {keras.__version__}"},
+                     "keras": generations.describe(generations.generation(model))},
         "checkpoint_dir": os.path.join(self.model_dir.root, CHECKPOINTS),
     }
     self.model_dir.write_metrics(metrics)
@@ -188,14 +190,14 @@ def check_shared_model_dir(strategy: tf.distribute.Strategy, model_dir: ModelDir
     ModelDirError: naming the first task that does not see the chief's record, and its path.
   """
   config = tf_config.from_environment()
-  if config is None or not _multi_worker(strategy):
+  if config is None or not collective.is_multi_worker(strategy):
     return
   tasks = [t for t in config.cluster.tasks() if t.type != EVALUATOR]
-  _gather_across_workers(strategy, [0, 0])  # barrier: the chief has written run.json
+  collective.gather_across_workers(strategy, [0, 0])  # barrier: the chief has written run.json
   record = model_dir.read_run() or {}
   seen = (int(record["nonce"][:15], 16) if record.get("run_id") == run_id
           and isinstance(record.get("nonce"), str) else 0)
-  values = dict(_gather_across_workers(strategy, [tasks.index(config.task), seen]))
+  values = dict(collective.gather_across_workers(strategy, [tasks.index(config.task), seen]))
   chief = next(i for i, t in enumerate(tasks) if config.cluster.is_chief(t))
   blind = [tasks[i] for i in sorted(values) if values[i] != values[chief] or not values[i]]
   if blind:
@@ -204,26 +206,6 @@ def check_shared_model_dir(strategy: tf.distribute.Strategy, model_dir: ModelDir
     raise ModelDirError(
         f"--model_dir: task {blind[0]} does not see the chief's run record ({where}); every "
         "task of a multi-worker job needs the same --model_dir on storage they all share")
-
-
-def _gather_across_workers(strategy: tf.distribute.Strategy,
-                           values: list[int]) -> list[list[int]]:
-  """Every worker's `values`, gathered on every worker (a collective: all must call it)."""
-
-  @tf.function
-  def gather():
-    def replica_fn():  # The tensor is made on each replica (an outside one has no destinations).
-      return tf.distribute.get_replica_context().all_gather(tf.constant([values], tf.int64), 0)
-    return strategy.run(replica_fn)
-
-  return strategy.experimental_local_results(gather())[0].numpy().tolist()
-
-
-def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
-  """MultiWorkerMirroredStrategy over more than one worker (collectives cross processes)."""
-  config = tf_config.from_environment()
-  return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-          and config is not None and config.cluster.num_workers > 1)
 
 
 def _single_machine(strategy: tf.distribute.Strategy) -> bool:

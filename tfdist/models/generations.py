@@ -1,0 +1,126 @@
+"""The two Keras generations a model may come from, and what differs between them.
+
+tf_keras (Keras 2, `import tf_keras`, or `tf.keras` with TF_USE_LEGACY_KERAS=1) and
+Keras 3 (`import keras`, or `tf.keras` with TF_USE_LEGACY_KERAS=0) build models
+tfdist trains alike; they differ in how weights are saved and loaded, how a model
+is exported, and which optimizers and policies apply to it. Everything here looks
+at the model (or at what is already imported): Keras 3 is imported only by users
+who use it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+from typing import Any
+
+import tensorflow as tf
+import tf_keras
+
+from tfdist.models.options import ModelError
+
+KERAS2 = "tf_keras"
+KERAS3 = "keras3"
+
+
+def _keras3() -> Any:
+  import keras  # pylint: disable=import-outside-toplevel
+  return keras
+
+
+def generation(model: object, where: str = "`model.name`") -> str:
+  """KERAS2 or KERAS3.
+
+  Raises:
+    ModelError: `model` is no Keras model, or a Keras 3 model on a backend other than
+      TensorFlow (named, with what to do).
+  """
+  if isinstance(model, tf_keras.Model):
+    return KERAS2
+  if "keras" in sys.modules and isinstance(model, _keras3().Model):
+    check_keras3_backend(where)
+    return KERAS3
+  raise ModelError(f"{where}: returned {type(model).__module__}.{type(model).__name__}; expected a "
+                   "Keras model (Keras 3 `keras.Model`, or tf_keras / Keras 2)")
+
+
+def check_keras3_backend(where: str = "`model.name`") -> None:
+  """Keras 3 must run on TensorFlow here (tf.distribute is TensorFlow's)."""
+  if "keras" not in sys.modules:
+    return
+  keras = _keras3()
+  if keras.backend.backend() != "tensorflow":
+    raise ModelError(
+        f"{where}: Keras {keras.__version__} runs on the {keras.backend.backend()!r} backend; "
+        "tfdist distributes with TensorFlow: set KERAS_BACKEND=tensorflow (or \"backend\": "
+        "\"tensorflow\" in ~/.keras/keras.json)")
+
+
+def keras3_version() -> str:
+  """E.g. `Keras 3.15.1`, without importing it."""
+  try:
+    return f"Keras {importlib.metadata.version('keras')}"
+  except importlib.metadata.PackageNotFoundError:
+    return "Keras 3"
+
+
+def describe(gen: str) -> str:
+  """E.g. `Keras 3.15.1` or `tf_keras 2.21.0`."""
+  return f"Keras {_keras3().__version__}" if gen == KERAS3 else f"tf_keras {tf_keras.__version__}"
+
+
+def keras_of(gen: str) -> Any:
+  """The Keras package of a generation (its optimizers, losses, callbacks, ...)."""
+  return _keras3() if gen == KERAS3 else tf_keras
+
+
+def outputs_probabilities(model) -> bool:
+  """True when the last layer is a softmax; tfdist's own models output logits."""
+  keras = keras_of(generation(model))
+  return getattr(model.layers[-1], "activation", None) is keras.activations.softmax
+
+
+def weights_checkpoint(model) -> tf.train.Checkpoint:
+  """A checkpoint of the model's weights, in the format its Keras reads back.
+
+  tf_keras's `save_weights` writes the model as the checkpoint's root (and with it the
+  optimizer of a compiled model); Keras 3 saves weights only as `.weights.h5`, so its
+  models are written as a `model` child (their variables are trackable). Owning the
+  object lets a caller write in the background (`write(..., options=...)`, `sync()`).
+  """
+  if generation(model) == KERAS3:
+    return tf.train.Checkpoint(model=model)
+  return tf.train.Checkpoint(root=model)
+
+
+def save_weights(model, prefix: str) -> None:
+  """A TF checkpoint of the weights at `prefix` (`prefix.index`, `prefix.data-*`)."""
+  weights_checkpoint(model).write(prefix)
+
+
+def load_weights(model, prefix: str):
+  """Loads `save_weights`'s checkpoint; returns the load status (assert_* / expect_partial)."""
+  if generation(model) == KERAS3:
+    return tf.train.Checkpoint(model=model).read(prefix)
+  return model.load_weights(prefix)
+
+
+def export(model, path: str) -> None:
+  """A SavedModel at `path`: tf_keras's `model.save`, Keras 3's `model.export` (`serve`)."""
+  if generation(model) == KERAS3:
+    model.export(path, format="tf_saved_model", verbose=False)
+  else:
+    model.save(path)
+
+
+def set_global_policy(policy: str) -> None:
+  """The mixed-precision policy (`float32`, `mixed_bfloat16`, ...) of both generations."""
+  tf_keras.mixed_precision.set_global_policy(policy)
+  if "keras" in sys.modules:
+    _keras3().config.set_dtype_policy(policy)
+
+
+def set_random_seed(seed: int) -> None:
+  tf_keras.utils.set_random_seed(seed)
+  if "keras" in sys.modules:
+    _keras3().utils.set_random_seed(seed)
