@@ -28,20 +28,19 @@ KERAS3_MODELS = textwrap.dedent('''
           keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"),
           keras.layers.Dense(num_classes)])
 
-    def sgd_momentum(input_shape, num_classes):
+    def _sgd(input_shape, num_classes, learning_rate):
       model = build(input_shape, num_classes)
-      model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+      model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
       return model
 
+    def sgd_momentum(input_shape, num_classes):
+      return _sgd(input_shape, num_classes, 0.05)
+
     def frozen_sgd(input_shape, num_classes):
       """A learning rate of 0: if tfdist replaced the optimizer, this model would learn."""
-      model = build(input_shape, num_classes)
-      model.compile(optimizer=keras.optimizers.SGD(0.0, momentum=0.9),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=["accuracy"])
-      return model
+      return _sgd(input_shape, num_classes, 0.0)
 ''')
 
 # tf.keras code: Keras 3 when the user sets TF_USE_LEGACY_KERAS=0.
@@ -227,3 +226,25 @@ def test_the_keras3_example_runs_with_its_callback(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert "epoch 1: accuracy" in result.stderr and "learning rate 0.050" in result.stderr
   assert re.search(r"Keras 3\.\d+\.\d+: eval_accuracy 0\.\d+", result.stdout)
+
+
+def test_upstream_keras3_variables_cannot_be_saved_in_the_background(tmp_path):
+  """Why tfdist saves Keras 3 models in the foreground (train/callbacks.py: save_options)."""
+  script = textwrap.dedent(f'''
+      import tensorflow as tf, keras
+      with tf.distribute.MirroredStrategy().scope():  # as tfdist builds models
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+      options = tf.train.CheckpointOptions(experimental_enable_async_checkpoint=True)
+      try:
+        checkpoint = tf.train.Checkpoint(model=model)
+        for epoch in (1, 2):  # the second background save is the one that fails
+          checkpoint.write({str(tmp_path)!r} + f"/ckpt-{{epoch}}", options=options)
+          checkpoint.sync()
+        print("ASYNC_SAVE_WORKED")
+      except ValueError as e:
+        print("ValueError:", str(e).strip().splitlines()[-1])
+  ''')
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=cli_env(),
+                          capture_output=True, text=True, timeout=120)
+  assert "ASYNC_SAVE_WORKED" not in result.stdout, "Keras 3 saves async now: drop save_options"
+  assert "tf.function only supports singleton tf.Variables" in result.stdout, result.stderr[-2000:]

@@ -62,8 +62,8 @@ def run(config: Config = None, *, model_fn: Optional[ModelFn] = None,
 
   Raises:
     The layers' one-line errors (ConfigError, ClusterSpecError, DataSourceError,
-    ModelError, StrategyError, TrainOptionsError, BatchError), all before any
-    cluster start-up.
+    ModelError, StrategyError, TrainOptionsError, BatchError), before any cluster
+    start-up; a data function's own, once the strategy is built (see `Job.start`).
   """
   return Job(config, model_fn=model_fn, data_fn=data_fn, step_loss=step_loss,
              optimizer=optimizer, callbacks=callbacks).run()
@@ -72,8 +72,14 @@ def run(config: Config = None, *, model_fn: Optional[ModelFn] = None,
 class Job:
   """This task's part of a job, checked when built, run by `run()`.
 
-  Building it does every check that needs no peer (config, cluster, model dir,
-  model function, data, batch split), so that bad input fails before start-up.
+  Building it does every check that needs no peer and no TensorFlow runtime (config,
+  cluster, model dir, model module, dataset, batch split), so that bad input fails
+  before start-up; `start()` then builds the strategy and reads the data first.
+
+  Example (what the CLI does: quiet until the checks are done):
+    job = tfdist.Job({"train": {"epochs": 3}})
+    job.start()
+    metrics = job.run()
   """
 
   def __init__(self, config: Config = None, *, model_fn: Optional[ModelFn] = None,

@@ -24,6 +24,15 @@ from tfdist.train.outputs import CHECKPOINT_TEMPLATE, ModelDir
 # Saves during training are written by a background thread: the training loop pays only
 # for copying the variables to host memory, not for the write (README: "Speed").
 IN_BACKGROUND = tf.train.CheckpointOptions(experimental_enable_async_checkpoint=True)
+
+
+def save_options(model) -> tf.train.CheckpointOptions:
+  """IN_BACKGROUND, except for Keras 3 models: copying their variables for a background
+  write fails (Keras 3.15's `Variable._copy_trackable_to_cpu` creates a tf.Variable inside
+  a tf.function: ValueError), so they are saved in the foreground."""
+  if generations.generation(model) == generations.KERAS3:
+    return tf.train.CheckpointOptions()
+  return IN_BACKGROUND
 def backup_interval(save_seconds: float, step_seconds: float, least_steps: int,
                     share: float) -> int:
   """Steps between backups: at least `least_steps` (--backup_every_steps), and enough
@@ -208,6 +217,7 @@ class EpochCheckpoints:
   def __init__(self, model, model_dir: ModelDir):
     self.model_dir = model_dir
     self.checkpoint = generations.weights_checkpoint(model)
+    self.options = save_options(model)
     self.folder = model_dir.checkpoints if model_dir.is_chief else tempfile.mkdtemp(
         prefix="tfdist-checkpoints-")
     self._pending: Optional[str] = None
@@ -216,7 +226,7 @@ class EpochCheckpoints:
     """Starts writing `ckpt-{epoch}`; records the previous one (long written by now)."""
     self._record_pending()
     name = CHECKPOINT_TEMPLATE.format(epoch=epoch)
-    self.checkpoint.write(os.path.join(self.folder, name), options=IN_BACKGROUND)
+    self.checkpoint.write(os.path.join(self.folder, name), options=self.options)
     self._pending = name
 
   def close(self) -> None:

@@ -27,8 +27,8 @@ from absl import logging
 
 from tfdist.data import DatasetSource
 from tfdist.models import ModelFn, generations, outputs_probabilities
-from tfdist.train.callbacks import (IN_BACKGROUND, EpochCheckpoints, agree_on_backup_interval,
-                                    log_resume, save_on_sigterm, stop_saving_on_sigterm)
+from tfdist.train.callbacks import (EpochCheckpoints, agree_on_backup_interval, log_resume,
+                                    save_on_sigterm, save_options, stop_saving_on_sigterm)
 from tfdist.train.options import TrainOptions
 from tfdist.train.run import Run, TrainHistory, uses_coordinator
 
@@ -194,7 +194,7 @@ class CustomLoop:
           if (interval and since_backup >= interval and step < steps_per_epoch
               and self.coordinator is None):
             self.step_in_epoch.assign(step)
-            manager.save(options=IN_BACKGROUND)
+            manager.save(options=save_options(self.model))
             since_backup = 0
         if self.coordinator is not None:
           self.coordinator.join()
@@ -217,7 +217,7 @@ class CustomLoop:
                                               step_seconds, options.backup_every_steps,
                                               options.backup_save_share)
         else:
-          manager.save(options=IN_BACKGROUND)
+          manager.save(options=save_options(self.model))
         seconds = time.perf_counter() - epoch_start  # the epoch's saves included
         rate = steps_done * self.run.global_batch_size / seconds
         rates.append(rate)
