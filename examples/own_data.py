@@ -23,17 +23,13 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-_CSV_DIR = flags.DEFINE_string("csv_dir", "/tmp/tfdist/own_data_csv",
-                               "Where the CSV files are (written here first if missing).")
-_MODEL_DIR = flags.DEFINE_string("model_dir", "/tmp/tfdist/own_data", "Where outputs go.")
-_EPOCHS = flags.DEFINE_integer("epochs", 8, "Epochs to train.")
-
 NUM_FEATURES = 6
+DEFAULT_CSV_DIR = "/tmp/tfdist/own_data_csv"
 
 
 def csv_rows(split: str, csv_dir: str = "") -> tf.data.Dataset:
   """`split`'s rows of `csv_dir/{split}-*.csv`: NUM_FEATURES floats, then the class id."""
-  csv_dir = csv_dir or os.environ.get("OWN_DATA_CSV_DIR", _CSV_DIR.default)
+  csv_dir = csv_dir or os.environ.get("OWN_DATA_CSV_DIR", DEFAULT_CSV_DIR)
   files = sorted(tf.io.gfile.glob(os.path.join(csv_dir, f"{split}-*.csv")))
   if not files:
     raise FileNotFoundError(f"no {split}-*.csv in {csv_dir}")
@@ -67,13 +63,20 @@ def write_example_csv(csv_dir: str, seed: int = 0) -> None:
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  write_example_csv(_CSV_DIR.value)  # every task may: the content is seeded, the same
+  csv_dir, model_dir = flags.FLAGS.csv_dir, flags.FLAGS.model_dir
+  write_example_csv(csv_dir)  # every task may: the content is seeded, the same
   metrics = tfdist.run({"model": {"name": "mlp"},
-                        "train": {"model_dir": _MODEL_DIR.value, "epochs": _EPOCHS.value}},
-                       data_fn=functools.partial(csv_rows, csv_dir=_CSV_DIR.value))
+                        "train": {"model_dir": model_dir, "epochs": flags.FLAGS.epochs}},
+                       data_fn=functools.partial(csv_rows, csv_dir=csv_dir))
   if metrics and metrics["eval_accuracy"] is not None:
-    print(f"eval_accuracy {metrics['eval_accuracy']:.4f}; outputs in {_MODEL_DIR.value}")
+    print(f"eval_accuracy {metrics['eval_accuracy']:.4f}; outputs in {model_dir}")
 
 
 if __name__ == "__main__":
+  # Defined only when run as a script: `tfdist train --dataset=own_data:csv_rows` imports
+  # this module next to tfdist's own flags.
+  flags.DEFINE_string("csv_dir", DEFAULT_CSV_DIR,
+                      "Where the CSV files are (written here first if missing).")
+  flags.DEFINE_string("model_dir", "/tmp/tfdist/own_data", "Where outputs go.")
+  flags.DEFINE_integer("epochs", 8, "Epochs to train.")
   app.run(main)

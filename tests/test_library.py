@@ -259,3 +259,20 @@ def test_the_readme_library_example_runs_on_one_machine_and_two_workers(tmp_path
   assert two.returncode == 0, two.stdout[-4000:]
   metrics = read_metrics(str(tmp_path / "two"))
   assert metrics["num_workers"] == 2 and metrics["eval_accuracy"] >= 0.95
+
+
+def test_the_own_data_example_is_a_dataset_for_the_command_line(tmp_path):
+  """examples/own_data.py's function, as the README shows it with `tfdist train --dataset=`."""
+  write = subprocess.run([sys.executable, "-c", "import own_data; own_data.write_example_csv("
+                          f"{str(tmp_path / 'csv')!r})"], cwd=REPO,
+                         env=cli_env(PYTHONPATH=os.path.join(REPO, "examples")),
+                         capture_output=True, text=True, timeout=120)
+  assert write.returncode == 0, write.stderr[-2000:]
+  result = run_tfdist("train", "--dataset=own_data:csv_rows", "--model=mlp", "--epochs=2",
+                      f"--model_dir={tmp_path / 'run'}", *THREAD_FLAGS,
+                      env=cli_env(PYTHONPATH=os.path.join(REPO, "examples"),
+                                  OWN_DATA_CSV_DIR=str(tmp_path / "csv")))
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = read_metrics(str(tmp_path / "run"))
+  assert metrics["dataset"] == "own_data:csv_rows" and metrics["eval_examples"] == 600
+  assert metrics["eval_accuracy"] >= 0.9
