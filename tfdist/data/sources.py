@@ -7,6 +7,7 @@ shuffle, repeat and per-replica batching from the global batch.
 
 from __future__ import annotations
 
+import abc
 from typing import Callable, Optional
 
 import tensorflow as tf
@@ -22,7 +23,7 @@ _EVAL_SPLITS = ("test", "validation")
 InputFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 
 
-class DatasetSource:
+class DatasetSource(abc.ABC):
   """Train and eval data, read by a subclass (`_read_train`, `_read_eval`).
 
   Example:
@@ -41,13 +42,14 @@ class DatasetSource:
   cache: bool = False          # keep the pipeline's examples in memory after the first pass
   shuffle_buffer: int = 10_000
 
+  @abc.abstractmethod
   def _read_train(self, context: tf.distribute.InputContext, policy: str,
                   shuffle_files: bool, seed: Optional[int]) -> tf.data.Dataset:
     """The train examples of this pipeline (FILE: its files; DATA: all, in a fixed order)."""
-    raise NotImplementedError
 
+  @abc.abstractmethod
   def _read_eval(self) -> tf.data.Dataset:
-    raise NotImplementedError
+    """The eval split's examples, in order."""
 
   def _decode(self, ds: tf.data.Dataset) -> tf.data.Dataset:
     """Per-example work done after sharding (so DATA sharding skips it for others' examples)."""

@@ -108,6 +108,8 @@ class CustomLoop:
     for _ in tf.range(num_steps):
       features, labels = next(iterator)
       per_replica = self.strategy.run(self._replica_step, args=(features, labels))
+      if per_replica is None:  # the step keeps its own figures (e.g. Keras 3 metrics)
+        continue
       step = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
               for v in per_replica]
       totals = tuple(t + s for t, s in zip(totals, step))
