@@ -230,7 +230,7 @@ def kill_at(args, line_start, delay=0.6):
 def test_one_device_trains_and_resumes_after_a_kill(tmp_path, data_dir):
   """OneDeviceStrategy has the same fault tolerance as the others (tf_keras refuses it alone)."""
   model_dir = tmp_path / "run"
-  args = ["--strategy=one_device", "--epochs=4", "--backup_every_steps=10",
+  args = ["--strategy=one_device", "--epochs=4", "--backup_every_steps=10", "--save_share=0",
           f"--model_dir={model_dir}", f"--data_dir={data_dir}", *THREAD_FLAGS]
   kill_at(args, "Epoch 3/4")
   assert (model_dir / "backup").exists()

@@ -50,7 +50,8 @@ def test_custom_loop_resumes_from_its_backup(tmp_path, data_dir):
   # 600 steps of 16 examples: an epoch lasts over a second, so the kill lands mid-epoch 2.
   args = [sys.executable, "-m", "tfdist", "train", "--loop=custom", "--epochs=2",
           "--global_batch_size=16", "--steps_per_epoch=600",
-          "--backup_every_steps=10", "--steps_per_loop=5", f"--data_dir={data_dir}",
+          "--backup_every_steps=10", "--save_share=0", "--steps_per_loop=5",
+          f"--data_dir={data_dir}",
           f"--model_dir={model_dir}", *THREAD_FLAGS]
   proc = subprocess.Popen(args, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True)

@@ -163,7 +163,7 @@ def test_a_killed_worker_resumes_a_keras3_run_from_its_backup(tmp_path, data_dir
        f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=1",
        f"--log_dir={log_dir}", "--", "tfdist", "train", "--model=k3_models:sgd_momentum",
        f"--model_dir={model_dir}", f"--data_dir={data_dir}", "--epochs=6",
-       "--backup_every_steps=10", "--backup_save_share=0", *THREAD_FLAGS],
+       "--backup_every_steps=10", "--save_share=0", *THREAD_FLAGS],
       cwd=REPO, env=keras3_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   output = []
   for line in proc.stdout:
@@ -229,7 +229,7 @@ def test_the_keras3_example_runs_with_its_callback(tmp_path):
 
 
 def test_upstream_keras3_variables_cannot_be_saved_in_the_background(tmp_path):
-  """Why tfdist saves Keras 3 models in the foreground (train/callbacks.py: save_options)."""
+  """Why tfdist saves Keras 3 models in the foreground (train/saving.py: save_options)."""
   script = textwrap.dedent(f'''
       import tensorflow as tf, keras
       with tf.distribute.MirroredStrategy().scope():  # as tfdist builds models

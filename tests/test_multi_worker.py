@@ -73,10 +73,17 @@ def test_chief_and_two_workers(tmp_path, data_dir):
   assert "[chief:0] tfdist: trained cnn" in result.stdout
   assert "[worker:0] tfdist: trained" not in result.stdout  # only the chief reports
   assert_only_chief_wrote(model_dir)
-  # The backup interval, widened from the second epoch's costs, is the same on every task.
+  # The save intervals, widened from each task's first timed save, are the same on every task,
+  # and the checkpoints written follow the agreed one (the first epoch, every k-th, the last).
   intervals = dict(re.findall(r"\[(\w+:\d)\] .*Backups every (\d+) steps", result.stdout))
   assert set(intervals) == {"chief:0", "worker:0", "worker:1"}, result.stdout[-3000:]
   assert len(set(intervals.values())) == 1 and int(intervals["chief:0"]) >= 50
+  every = dict(re.findall(r"\[(\w+:\d)\] .*Epoch checkpoints (after every epoch|every \d+)",
+                          result.stdout))
+  assert set(every) == set(intervals) and len(set(every.values())) == 1, result.stdout[-3000:]
+  k = 1 if every["chief:0"] == "after every epoch" else int(every["chief:0"].split()[1])
+  written = json.loads((model_dir / "run.json").read_text())["checkpoints"]
+  assert written == [f"ckpt-{e:04d}" for e in sorted({*range(1, 9, k), 8})], (k, written)
 
 
 @pytest.mark.parametrize("seed", ["3", "none"])
@@ -116,7 +123,7 @@ def test_killed_worker_resumes_from_backup(tmp_path, data_dir):
        f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=1",
        f"--log_dir={log_dir}", "--", "tfdist", "train", f"--model_dir={model_dir}",
        f"--data_dir={data_dir}", "--epochs=8", "--backup_every_steps=10",
-       "--backup_save_share=0", *THREAD_FLAGS],
+       "--save_share=0", *THREAD_FLAGS],
       cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   output = []
   for line in proc.stdout:

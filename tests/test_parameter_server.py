@@ -66,8 +66,8 @@ def test_trains_to_the_bar_with_a_sidecar_evaluator_and_ends_cleanly(tmp_path, d
 
   # An evaluator that starts after the chief finished evaluates the final checkpoint and stops;
   # checkpoints that this run did not write (an earlier run's) are never evaluated.
-  for path in (model_dir / "checkpoints").glob("ckpt-0003.*"):
-    (path.parent / path.name.replace("ckpt-0003", "ckpt-0099")).write_bytes(path.read_bytes())
+  for path in (model_dir / "checkpoints").glob("ckpt-0001.*"):
+    (path.parent / path.name.replace("ckpt-0001", "ckpt-0099")).write_bytes(path.read_bytes())
   (model_dir / "eval" / "metrics.json").unlink()
   evaluator_config = {"cluster": {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"],
                                   "ps": ["127.0.0.1:3"]},

@@ -1,4 +1,4 @@
-"""Small training decisions: backup intervals under steps_per_execution."""
+"""Small training decisions: backup intervals under steps_per_execution, when saves happen."""
 
 import pytest
 import tensorflow as tf
@@ -37,15 +37,91 @@ def test_backups_follow_the_model_own_steps_per_execution(tmp_path, data_dir,
   assert backup.save_freq == save_freq
 
 
-def test_the_backup_interval_bounds_what_saving_costs():
-  from tfdist.train.callbacks import backup_interval
-  # A 45 ms save, 16 ms steps: 141 steps keep one save within 2% of their training time.
-  assert backup_interval(0.045, 0.016, least_steps=50, share=0.02) == 141
-  assert 0.045 / (141 * 0.016) <= 0.02 < 0.045 / (140 * 0.016)
-  assert backup_interval(0.001, 0.016, least_steps=50, share=0.02) == 50  # the least wins
+def test_the_save_intervals_bound_what_saving_costs():
+  from tfdist.train.saving import backup_interval, checkpoint_interval
+  # A 45 ms save, 16 ms steps: 282 steps keep one save within 1% of their training time.
+  assert backup_interval(0.045, 0.016, least_steps=50, share=0.01) == 282
+  assert 0.045 / (282 * 0.016) <= 0.01 < 0.045 / (281 * 0.016)
+  assert backup_interval(0.001, 0.016, least_steps=50, share=0.01) == 50  # the least wins
   assert backup_interval(5.0, 0.016, least_steps=50, share=0) == 50       # 0: exactly
-  with pytest.raises(TrainOptionsError, match="`train.backup_save_share` \\(1.5\\)"):
-    TrainOptions(backup_save_share=1.5)
+  # A 60 ms save, 0.9 s epochs: a checkpoint every 7 epochs costs at most 1%.
+  assert checkpoint_interval(0.06, 0.9, share=0.01) == 7
+  assert checkpoint_interval(0.06, 600.0, share=0.01) == 1                # long epochs: each
+  assert checkpoint_interval(5.0, 0.9, share=0) == 1
+  with pytest.raises(TrainOptionsError, match="`train.save_share` \\(1.5\\)"):
+    TrainOptions(save_share=1.5)
+
+
+def test_the_save_schedule_times_the_first_save_of_each_kind(monkeypatch):
+  """Decision logic only (a fake clock): the first backup and checkpoint are written in the
+  foreground and timed; the intervals widen from them; later saves go to the background."""
+  from tfdist.train import saving
+  now = [0.0]
+  monkeypatch.setattr(saving.time, "perf_counter", lambda: now[0])
+  written = []
+
+  def save(how):  # in the background: returns in 1 ms, its write takes 60 ms more
+    written.append(how)
+    now[0] += 0.001 if how.experimental_enable_async_checkpoint else 0.061
+
+  class Checkpoint:
+    def sync(self):
+      now[0] += 0.06
+
+  def measured(**kwargs):  # a schedule that has clocked 40 steps of 14 ms
+    schedule = saving.SaveSchedule(tf.distribute.get_strategy(), least_backup_steps=50,
+                                   share=0.01, steps_per_epoch=62, **kwargs)
+    schedule.steps_done(10)        # the first call (tracing) starts the clock
+    for _ in range(4):
+      now[0] += 0.14
+      schedule.steps_done(10)
+    assert schedule.seconds_per_step == pytest.approx(0.014)
+    return schedule
+
+  schedule = measured()
+  assert schedule.checkpoint_due(last=False)  # the run's first epoch: timed
+  schedule.save_checkpoint(save, Checkpoint())
+  assert schedule.checkpoint_epochs == 7      # 0.06 / (0.01 * 0.014 * 62)
+  assert [schedule.checkpoint_due(last=False) for _ in range(7)] == [False] * 6 + [True]
+  assert schedule.checkpoint_due(last=True)   # the last epoch always
+
+  schedule = measured()
+  written.clear()
+  started = now[0]
+  schedule.save_backup(save, Checkpoint())    # a set-up save, then a timed one, waited for
+  assert schedule.backup_steps == 429         # 0.06 / (0.01 * 0.014)
+  schedule.save_backup(save, Checkpoint())    # not waited for
+  assert schedule.backup_steps == 429 and now[0] - started == pytest.approx(0.122 + 0.001)
+  assert written == [saving.IN_BACKGROUND] * 3
+
+  # Saved in the foreground (Keras 3 models), the whole save is timed.
+  foreground = measured(background=saving.IN_FOREGROUND)
+  foreground.save_backup(save, Checkpoint())
+  assert foreground.backup_steps == 436 and written[-1] is saving.IN_FOREGROUND  # once, 61 ms
+
+  exact = saving.SaveSchedule(tf.distribute.get_strategy(), least_backup_steps=50, share=0,
+                              steps_per_epoch=62)
+  exact.save_backup(save, Checkpoint())
+  assert written[-1] is saving.IN_BACKGROUND and exact.backup_steps == 50
+  assert all(exact.checkpoint_due(last=False) for _ in range(3))
+
+
+def test_background_saves_are_written_at_the_lowest_priority(tmp_path):
+  """The writer thread TensorFlow starts for a background save runs at nice 19; the
+  training threads keep theirs."""
+  import os
+  import threading
+  from tfdist.train import saving
+  checkpoint = tf.train.Checkpoint(v=tf.Variable(tf.zeros([1000])))
+  saving.save_at_low_priority(
+      lambda how: checkpoint.write(str(tmp_path / "ckpt"), options=how), saving.IN_BACKGROUND)
+  checkpoint.sync()
+  niceness = {t.name: os.getpriority(os.PRIO_PROCESS, t.native_id)
+              for t in threading.enumerate() if t.is_alive()}
+  assert niceness[threading.main_thread().name] == os.getpriority(os.PRIO_PROCESS, 0) != 19
+  assert 19 in niceness.values(), niceness
+  assert tf.train.load_checkpoint(str(tmp_path / "ckpt")).has_tensor(
+      "v/.ATTRIBUTES/VARIABLE_VALUE")
 
 
 def test_mixed_precision_auto_is_bfloat16_only_where_native_and_safe():

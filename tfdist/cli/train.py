@@ -82,10 +82,10 @@ _FIELD_FLAGS = {
         "steps_per_loop", None, "Custom loop: train steps per tf.function call.")),
     "backup_every_steps": ("train.backup_every_steps", flags.DEFINE_integer(
         "backup_every_steps", None, "Back up training state every N steps (0: each epoch).")),
-    "backup_save_share": ("train.backup_save_share", flags.DEFINE_float(
-        "backup_save_share", None, "Share of training time backups may cost: the interval "
-        "widens from --backup_every_steps until a save costs at most this (0: exactly every "
-        "--backup_every_steps).")),
+    "save_share": ("train.save_share", flags.DEFINE_float(
+        "save_share", None, "Share of training time each kind of save (backups, epoch "
+        "checkpoints) may cost: their intervals widen until it does (0: backups exactly every "
+        "--backup_every_steps, a checkpoint after every epoch).")),
     "steps_per_execution": ("train.steps_per_execution", flags.DEFINE_integer(
         "steps_per_execution", None, "Train steps per tf.function call in fit.")),
 }

@@ -18,46 +18,8 @@ from tf_keras.src.distribute import distributed_file_utils
 
 from tfdist.cluster import EXIT_PREEMPTED
 from tfdist.models import generations
-from tfdist.strategy import collective
 from tfdist.train.outputs import CHECKPOINT_TEMPLATE, ModelDir
-
-# Saves during training are written by a background thread: the training loop pays only
-# for copying the variables to host memory, not for the write (README: "Speed").
-IN_BACKGROUND = tf.train.CheckpointOptions(experimental_enable_async_checkpoint=True)
-
-
-def save_options(model) -> tf.train.CheckpointOptions:
-  """IN_BACKGROUND, except for Keras 3 models: copying their variables for a background
-  write fails (Keras 3.15's `Variable._copy_trackable_to_cpu` creates a tf.Variable inside
-  a tf.function: ValueError), so they are saved in the foreground."""
-  if generations.generation(model) == generations.KERAS3:
-    return tf.train.CheckpointOptions()
-  return IN_BACKGROUND
-def backup_interval(save_seconds: float, step_seconds: float, least_steps: int,
-                    share: float) -> int:
-  """Steps between backups: at least `least_steps` (--backup_every_steps), and enough
-  that one save costs at most `share` of the training time between two (the write,
-  though in the background, competes for the CPU). `share` 0: `least_steps`.
-
-  Example:
-    backup_interval(save_seconds=0.045, step_seconds=0.016, least_steps=50, share=0.02)  # 141
-  """
-  if share <= 0:
-    return least_steps
-  return max(least_steps, math.ceil(save_seconds / (share * max(step_seconds, 1e-6))))
-
-
-def agree_on_backup_interval(strategy: tf.distribute.Strategy, save_seconds: float,
-                             step_seconds: float, least_steps: int, share: float) -> int:
-  """`backup_interval`, the same on every worker (the largest proposed), logged."""
-  steps = collective.agree_on_max(strategy, backup_interval(save_seconds, step_seconds,
-                                                            least_steps, share))
-  logging.info("Backups every %d steps: a save takes %.0f ms and a step %.1f ms, so saving "
-               "costs at most %g%% of training time (--backup_save_share=%g; "
-               "--backup_every_steps=%d is the least)", steps, save_seconds * 1000,
-               step_seconds * 1000, share * 100, share, least_steps)
-  return steps
-
+from tfdist.train.saving import SaveSchedule, save_at_low_priority
 
 def log_resume(epoch: int, step: int) -> None:
   """The one line every loop logs when it restored a backup (epoch counts from 1)."""
@@ -118,22 +80,20 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     task save at the next step boundary and exit with EXIT_PREEMPTED: the
     restarted job resumes at that step. TensorFlow's PreemptionCheckpointHandler
     does the agreeing; tf_keras switches it on only on GCP.
-  - Backups are written in the background, and the step is recorded when one is
-    written, not on every step (tf_keras assigns a variable per step).
-  - With a step interval, the second epoch of a run measures what a save and a step
-    cost and widens the interval until saving costs at most `save_share` of training
+  - Backups are written in the background at low priority, and the step is recorded
+    when one is written, not on every step (tf_keras assigns a variable per step).
+  - With a step interval, `schedule` (saving.SaveSchedule) times the run's first
+    backup and widens the interval until backups cost at most its share of training
     time (agreed by all workers; `steps_per_execution` steps per `save_freq`).
   """
 
-  def __init__(self, *args, steps_per_execution: int = 1, save_share: float = 0.0, **kwargs):
+  def __init__(self, *args, schedule: SaveSchedule, steps_per_execution: int = 1, **kwargs):
     super().__init__(*args, **kwargs)
     self._supported_strategies = (*self._supported_strategies, tf.distribute.OneDeviceStrategy)
     self._last_step = -1
     self._handler = None  # the preemption handler; None under ParameterServerStrategy
+    self._schedule = schedule
     self._steps_per_execution = steps_per_execution
-    self._save_share = save_share
-    self._epochs_ended = 0
-    self._epoch_started, self._epoch_first_step = 0.0, None
 
   def on_train_begin(self, logs=None):
     super().on_train_begin(logs)
@@ -150,14 +110,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
       state.preemption_handler = handler
       state._enable_save_before_preemption = True  # pylint: disable=protected-access
 
-  def on_epoch_begin(self, epoch, logs=None):
-    super().on_epoch_begin(epoch, logs)
-    self._epoch_started, self._epoch_first_step = time.perf_counter(), None
-
   def on_train_batch_begin(self, batch, logs=None):
-    # The step is recorded when a backup is written (_backup), not on every step.
-    if self._epoch_first_step is None:
-      self._epoch_first_step = batch
+    """Nothing: the step is recorded when a backup is written (_backup), not on every step."""
 
   def on_train_batch_end(self, batch, logs=None):
     # `batch` is the last step of this call: a backup made now includes it.
@@ -165,33 +119,26 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     super().on_train_batch_end(batch, logs)
 
   def on_epoch_end(self, epoch, logs=None):
-    self._epochs_ended += 1
-    last_step = self.params["steps"] - 1  # "after the epoch's last step": resume at the next
-    if isinstance(self.save_freq, int) and self._save_share and self._epochs_ended == 2:
-      # (The second epoch: the first one traces.)
-      step_seconds = (time.perf_counter() - self._epoch_started) / max(
-          1, self._last_step - (self._epoch_first_step or 0) + 1)
-      started = time.perf_counter()
-      self._record_step(last_step)
-      self._training_state.write_checkpoint_manager.save()  # timed: in the foreground
-      steps = agree_on_backup_interval(
-          self.model.distribute_strategy, time.perf_counter() - started, step_seconds,
-          self.save_freq * self._steps_per_execution, self._save_share)
-      self.save_freq = max(1, math.ceil(steps / self._steps_per_execution))
-    elif self.save_freq == "epoch" or epoch + 1 == self.params.get("epochs"):
+    if self.save_freq == "epoch" or epoch + 1 == self.params.get("epochs"):
       # With a step interval, the last epoch's backup keeps a run that fails later from
-      # training again.
-      self._backup(epoch=epoch, batch=last_step)
+      # training again. "After the epoch's last step": a resumed run starts the next.
+      self._backup(epoch=epoch, batch=self.params["steps"] - 1, by_interval=False)
 
   def _record_step(self, batch: int) -> None:
     if self._counts_steps:  # (tf_keras counts no steps under ParameterServerStrategy)
       self._training_state._ckpt_saved_batch.assign(batch)  # pylint: disable=protected-access
 
-  def _backup(self, epoch, batch=0):
+  def _backup(self, epoch, batch=0, by_interval=True):
     # tf_keras's `back_up` would remove a non-chief's temporary backup dir right after the
     # save returns, while it is still being written: that dir goes in on_train_end.
     self._record_step(batch)
-    self._training_state.write_checkpoint_manager.save(options=IN_BACKGROUND)
+    manager = self._training_state.write_checkpoint_manager
+    save = lambda options: manager.save(options=options)  # noqa: E731
+    if not by_interval:
+      save_at_low_priority(save, self._schedule.background)
+      return
+    self._schedule.save_backup(save, manager.checkpoint)
+    self.save_freq = max(1, math.ceil(self._schedule.backup_steps / self._steps_per_execution))
 
   def on_train_end(self, logs=None):
     if self._handler:
@@ -203,30 +150,36 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 class EpochCheckpoints:
-  """The weights after each epoch (`checkpoints/ckpt-NNNN`), written in the background.
+  """The weights after an epoch (`checkpoints/ckpt-NNNN`), when `schedule` says it is due
+  (every `checkpoint_epochs` epochs and after the last), written in the background.
 
   Each is added to the run record (run.json, which the sidecar evaluator follows)
-  once written: at the next epoch's save, or at `close`. Under MultiWorkerMirrored
-  every worker saves (a save may need them all); the others into a temporary dir.
+  once written: at the next save, or at `close`. Under MultiWorkerMirrored every
+  worker saves (a save may need them all); the others into a temporary dir.
 
   Example:
-    saves = EpochCheckpoints(model, run.model_dir)
-    saves.save(epoch=1); ...; saves.close()
+    saves = EpochCheckpoints(model, run.model_dir, schedule)
+    saves.epoch_ended(1, last=False); ...; saves.close()
   """
 
-  def __init__(self, model, model_dir: ModelDir):
+  def __init__(self, model, model_dir: ModelDir, schedule: SaveSchedule):
     self.model_dir = model_dir
+    self.schedule = schedule
     self.checkpoint = generations.weights_checkpoint(model)
-    self.options = save_options(model)
     self.folder = model_dir.checkpoints if model_dir.is_chief else tempfile.mkdtemp(
         prefix="tfdist-checkpoints-")
     self._pending: Optional[str] = None
 
-  def save(self, epoch: int) -> None:
-    """Starts writing `ckpt-{epoch}`; records the previous one (long written by now)."""
+  def epoch_ended(self, epoch: int, last: bool) -> None:
+    """After epoch `epoch` (from 1): starts writing `ckpt-{epoch}` if due; records the
+    previous one (long written by now)."""
+    if not self.schedule.checkpoint_due(last):
+      return
     self._record_pending()
     name = CHECKPOINT_TEMPLATE.format(epoch=epoch)
-    self.checkpoint.write(os.path.join(self.folder, name), options=self.options)
+    path = os.path.join(self.folder, name)
+    self.schedule.save_checkpoint(lambda how: self.checkpoint.write(path, options=how),
+                                  self.checkpoint)
     self._pending = name
 
   def close(self) -> None:
@@ -243,23 +196,61 @@ class EpochCheckpoints:
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-  """EpochCheckpoints for `fit`: Keras's ModelCheckpoint writes in the foreground (and, on
-  a non-chief, removes its temporary dir right after, which a background write forbids)."""
+  """EpochCheckpoints for `fit`, which also clocks the steps for `schedule`. (Keras's
+  ModelCheckpoint writes in the foreground and, on a non-chief, removes its temporary
+  dir right after, which a background write forbids.)"""
 
-  def __init__(self, model_dir: ModelDir):
+  def __init__(self, model_dir: ModelDir, schedule: SaveSchedule):
     super().__init__()
     self._supports_tf_logs = True  # never reads `logs`
     self.model_dir = model_dir
+    self.schedule = schedule
     self.saves: Optional[EpochCheckpoints] = None
+    self._last_batch = -1
 
   def on_train_begin(self, logs=None):
-    self.saves = EpochCheckpoints(self.model, self.model_dir)
+    self.saves = EpochCheckpoints(self.model, self.model_dir, self.schedule)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._last_batch = -1
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.schedule.steps_done(batch - self._last_batch)  # `batch`: the call's last step
+    self._last_batch = batch
 
   def on_epoch_end(self, epoch, logs=None):
-    self.saves.save(epoch + 1)
+    self.saves.epoch_ended(epoch + 1, last=epoch + 1 == self.params.get("epochs"))
 
   def on_train_end(self, logs=None):
     self.saves.close()
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+  """Keras's TensorBoard with epoch summaries and no per-step work.
+
+  Keras calls every callback's batch hooks once any callback has them (tfdist's do);
+  TensorBoard's then build `batch_*` summaries that no writer records in
+  `update_freq="epoch"` mode, reading the step variable for each: measured at about
+  6% of a step of 15 ms. Here they run only until the model's graph is written (on
+  the first batch).
+  """
+
+  def __init__(self, log_dir: str):
+    super().__init__(log_dir, update_freq="epoch")
+    self._graph_written = False
+
+  def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
+    self._graph_written = False
+
+  def on_train_batch_begin(self, batch, logs=None):
+    if not self._graph_written:
+      super().on_train_batch_begin(batch, logs)
+
+  def on_train_batch_end(self, batch, logs=None):
+    if not self._graph_written:
+      super().on_train_batch_end(batch, logs)
+      self._graph_written = True
 
 
 class RunMeter(keras.callbacks.Callback):

@@ -27,10 +27,11 @@ from absl import logging
 
 from tfdist.data import DatasetSource
 from tfdist.models import ModelFn, generations, outputs_probabilities
-from tfdist.train.callbacks import (EpochCheckpoints, agree_on_backup_interval, log_resume,
-                                    save_on_sigterm, save_options, stop_saving_on_sigterm)
+from tfdist.train.callbacks import (EpochCheckpoints, log_resume, save_on_sigterm,
+                                    stop_saving_on_sigterm)
 from tfdist.train.options import TrainOptions
 from tfdist.train.run import Run, TrainHistory, uses_coordinator
+from tfdist.train.saving import SaveSchedule, save_at_low_priority, save_options
 
 # (model, features, labels) -> (per-example losses [batch], predictions [batch, classes])
 StepLoss = Callable[[keras.Model, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
@@ -166,10 +167,16 @@ class CustomLoop:
                                  before_save=lambda: self.step_in_epoch.assign(position["step"]))
     writer = (tf.summary.create_file_writer(os.path.join(model_dir.tensorboard, "train"))
               if self.run.is_chief else None)
-    weights = EpochCheckpoints(self.model, model_dir)
+    # Backups every `schedule.backup_steps` steps (counted across epochs) and after the last
+    # epoch; under a coordinator, which cannot save mid-epoch, after every epoch.
+    by_interval = bool(options.backup_every_steps) and self.coordinator is None
+    schedule = SaveSchedule(self.strategy, options.backup_every_steps, options.save_share,
+                            steps_per_epoch, background=save_options(self.model))
+    save_backup = lambda how: manager.save(options=how)  # noqa: E731
+    weights = EpochCheckpoints(self.model, model_dir, schedule)
     iterator = self._iterator()
     rates = []
-    interval = options.backup_every_steps  # widened after this run's second epoch
+    since_backup = 0
     self.callbacks.on_train_begin()
     try:
       for epoch in range(int(self.epoch.numpy()), options.epochs):
@@ -178,7 +185,7 @@ class CustomLoop:
         self._epoch_begin()
         first = int(self.step_in_epoch.numpy())
         epoch_start, totals, step = time.perf_counter(), [0.0, 0.0, 0.0], first
-        since_backup, pending = 0, []
+        pending = []
         while step < steps_per_epoch:
           count = min(self.steps_per_call, steps_per_epoch - step)
           result = self._call(iterator, count)
@@ -188,15 +195,15 @@ class CustomLoop:
             pending.append(result)  # RemoteValues, fetched once the epoch's steps are done
           step += count
           since_backup += count
+          schedule.steps_done(count)
           if history.first_step_seconds is None:
             history.first_step_seconds = time.perf_counter() - self.run.started
           if preemption is not None:  # A SIGTERM anywhere: all save here, and exit.
             position.update(epoch=epoch, step=step)
             preemption.save_checkpoint_if_preempted()
-          if (interval and since_backup >= interval and step < steps_per_epoch
-              and self.coordinator is None):
+          if by_interval and since_backup >= schedule.backup_steps and step < steps_per_epoch:
             self.step_in_epoch.assign(step)
-            manager.save(options=save_options(self.model))
+            schedule.save_backup(save_backup, backup)
             since_backup = 0
         if self.coordinator is not None:
           self.coordinator.join()
@@ -209,17 +216,13 @@ class CustomLoop:
         history.epochs_completed = epoch + 1
         self.step_in_epoch.assign(0)
         self.epoch.assign(epoch + 1)
-        weights.save(epoch + 1)
-        if (interval and options.backup_save_share and len(rates) == 1
-            and self.coordinator is None):  # (after the second epoch: the first one traces)
-          step_seconds = (time.perf_counter() - epoch_start) / max(steps_done, 1)
-          save_started = time.perf_counter()
-          manager.save()  # timed: in the foreground
-          interval = agree_on_backup_interval(self.strategy, time.perf_counter() - save_started,
-                                              step_seconds, options.backup_every_steps,
-                                              options.backup_save_share)
-        else:
-          manager.save(options=save_options(self.model))
+        last = epoch + 1 == options.epochs
+        weights.epoch_ended(epoch + 1, last=last)
+        if by_interval and since_backup >= schedule.backup_steps:
+          schedule.save_backup(save_backup, backup)
+          since_backup = 0
+        elif last or not by_interval:
+          save_at_low_priority(save_backup, schedule.background)
         seconds = time.perf_counter() - epoch_start  # the epoch's saves included
         rate = steps_done * self.run.global_batch_size / seconds
         rates.append(rate)

@@ -11,7 +11,9 @@ from absl import logging
 
 from tfdist.data import DatasetSource
 from tfdist.models import ModelFn, generations, outputs_probabilities
-from tfdist.train.callbacks import BackupAndRestore, EpochCheckpoint, RunMeter
+from tfdist.train.callbacks import (BackupAndRestore, EpochCheckpoint, EpochTensorBoard,
+                                    RunMeter)
+from tfdist.train.saving import SaveSchedule, save_options
 from tfdist.train import keras3_upstream
 from tfdist.train.keras3_fit import Keras3FitLoop
 from tfdist.train.options import TrainOptions
@@ -68,14 +70,17 @@ def output_callbacks(run: Run, model: keras.Model) -> list[keras.callbacks.Callb
   restore in on_train_begin, before fit picks the first epoch and step the meter sees.)
   """
   model_dir = run.model_dir
+  per_call = steps_per_execution(model)
+  save_freq = backup_frequency(run.strategy, run.options, per_call)
+  schedule = SaveSchedule(run.strategy, least_backup_steps=(
+      save_freq * per_call if isinstance(save_freq, int) else 0), share=run.options.save_share,
+                          steps_per_epoch=run.steps_per_epoch, background=save_options(model))
   return [
       # Kept after training: `Run.finish` removes it once every output is written.
-      BackupAndRestore(model_dir.backup, save_freq=backup_frequency(
-          run.strategy, run.options, steps_per_execution(model)), delete_checkpoint=False,
-                       steps_per_execution=steps_per_execution(model),
-                       save_share=run.options.backup_save_share),
-      EpochCheckpoint(model_dir),
-      keras.callbacks.TensorBoard(model_dir.tensorboard, update_freq="epoch"),
+      BackupAndRestore(model_dir.backup, save_freq=save_freq, delete_checkpoint=False,
+                       schedule=schedule, steps_per_execution=per_call),
+      EpochCheckpoint(model_dir, schedule),
+      EpochTensorBoard(model_dir.tensorboard),
   ]
 
 

@@ -28,10 +28,12 @@ class TrainOptions:
     seed: seeds Python, NumPy, TensorFlow and the input shuffle; None: unseeded.
     loop: `fit` (Keras model.fit) or `custom` (tfdist's custom loop).
     backup_every_steps: BackupAndRestore interval in steps (0: at epoch ends); the least
-      interval when `backup_save_share` widens it.
-    backup_save_share: the share of training time backups may cost: after a run's
-      second epoch, the interval widens until one save costs at most this share of the
-      training between two (0: exactly every `backup_every_steps`).
+      interval when `save_share` widens it.
+    save_share: the share of training time each kind of save may cost: the run's first
+      backup and first epoch checkpoint are timed, and the backup interval (in steps) and
+      the checkpoint interval (in epochs; the last epoch always has one) widen until one
+      save costs at most this share of the training between two (saving.py). 0: backups
+      exactly every `backup_every_steps`, a checkpoint after every epoch.
     steps_per_execution: train steps per tf.function call in `fit`.
     steps_per_loop: train steps per tf.function call in the custom loop.
     export: save the trained model (SavedModel) under model_dir/export.
@@ -50,7 +52,7 @@ class TrainOptions:
   seed: Optional[int] = 42
   loop: str = "fit"
   backup_every_steps: int = 50
-  backup_save_share: float = 0.02
+  save_share: float = 0.01
   steps_per_execution: int = 10
   steps_per_loop: int = 10
   export: bool = True
@@ -66,11 +68,10 @@ class TrainOptions:
     if not isinstance(self.backup_every_steps, int) or self.backup_every_steps < 0:
       raise TrainOptionsError(
           f"`train.backup_every_steps` ({self.backup_every_steps!r}) must be an integer >= 0")
-    if (isinstance(self.backup_save_share, bool)
-        or not isinstance(self.backup_save_share, (int, float))
-        or not 0 <= self.backup_save_share < 1):
-      raise TrainOptionsError(f"`train.backup_save_share` ({self.backup_save_share!r}) must be "
-                              "a number from 0 (exactly every backup_every_steps) to below 1")
+    if (isinstance(self.save_share, bool) or not isinstance(self.save_share, (int, float))
+        or not 0 <= self.save_share < 1):
+      raise TrainOptionsError(f"`train.save_share` ({self.save_share!r}) must be a number from "
+                              "0 (no widening) to below 1")
     if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
       raise TrainOptionsError(
           f"`train.learning_rate` ({self.learning_rate!r}) must be a positive number")
