@@ -61,13 +61,14 @@ def test_tiny_bench_figures_hang_together(tmp_path, data_dir):
         precision["mixed_examples_per_sec"] / precision["float32_examples_per_sec"])
 
   table = (tmp_path / "bench.md").read_text()
+  spread = lambda name: f"{min(runs[name]):,.0f}-{max(runs[name]):,.0f}"  # noqa: E731
   assert (f"| hand-written tf.distribute script (tutorial style, the cnn, Adam) | "
-          f"{medians['handwritten']:,.0f} | script |") in table
+          f"{medians['handwritten']:,.0f} | {spread('handwritten')} | script |") in table
   assert (f"| tfdist, defaults, user-compiled model (the tutorial's CNN) | "
-          f"{medians['tfdist_user_compiled']:,.0f} | "
+          f"{medians['tfdist_user_compiled']:,.0f} | {spread('tfdist_user_compiled')} | "
           f"{overhead['ratios']['tfdist_user_compiled']:.2f}x |") in table
   for name, row in scaling.items():
-    assert f"| scaling: {name}, {row['strategy']} | {row['examples_per_sec']:,.0f} | " \
+    assert f"| scaling: {name}, {row['strategy']} | {row['examples_per_sec']:,.0f} | | " \
            f"efficiency {row['efficiency']:.2f} |" in table
   assert table == result.stdout[result.stdout.index("tfdist bench ("):][:len(table)]
   assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
