@@ -126,7 +126,7 @@ class SaveSchedule:
     self.background = background
     self.backup_steps = least_backup_steps
     self.checkpoint_epochs = 1
-    self._backup_timed = self._checkpoint_timed = share <= 0  # 0: nothing to widen
+    self._timed = {"backup", "checkpoint"} if share <= 0 else set()  # 0: nothing to widen
     self._epochs_since_checkpoint = 0
     self._clock_start: Optional[float] = None
     self._clock_end = 0.0
@@ -149,12 +149,10 @@ class SaveSchedule:
 
   def save_backup(self, save: Save, checkpoint: tf.train.Checkpoint) -> None:
     """Runs a due backup (`save` writes `checkpoint`); the run's first sets `backup_steps`."""
-    if self._backup_timed:
-      save_at_low_priority(save, self.background)
+    first = self._save("backup", save, checkpoint)
+    if first is None:
       return
-    self._backup_timed = True
-    seconds = _first_write_seconds(save, checkpoint, self.background)
-    step = self.seconds_per_step
+    seconds, step = first
     proposal = (backup_interval(seconds, step, self.least_backup_steps, self.share)
                 if step else self.least_backup_steps)
     self.backup_steps = collective.agree_on_max(self.strategy, proposal)
@@ -176,12 +174,10 @@ class SaveSchedule:
   def save_checkpoint(self, save: Save, checkpoint: tf.train.Checkpoint) -> None:
     """Writes a due epoch checkpoint (`save` writes `checkpoint`); the run's first sets
     `checkpoint_epochs`."""
-    if self._checkpoint_timed:
-      save_at_low_priority(save, self.background)
+    first = self._save("checkpoint", save, checkpoint)
+    if first is None:
       return
-    self._checkpoint_timed = True
-    seconds = _first_write_seconds(save, checkpoint, self.background)
-    step = self.seconds_per_step
+    seconds, step = first
     epoch_seconds = (step or 0) * self.steps_per_epoch
     proposal = checkpoint_interval(seconds, epoch_seconds, self.share) if step else 1
     self.checkpoint_epochs = collective.agree_on_max(self.strategy, proposal)
@@ -190,3 +186,13 @@ class SaveSchedule:
     logging.info("Epoch checkpoints %s: a save takes %.0f ms and an epoch %.1f s, so they cost "
                  "at most %g%% of training time (--save_share=%g)", every, seconds * 1000,
                  epoch_seconds, self.share * 100, self.share)
+
+  def _save(self, kind: str, save: Save,
+            checkpoint: tf.train.Checkpoint) -> Optional[tuple[float, Optional[float]]]:
+    """The run's first save of `kind` is waited for and timed: returns (seconds its write
+    takes, seconds per step so far). Later ones are left to the background: None."""
+    if kind in self._timed:
+      save_at_low_priority(save, self.background)
+      return None
+    self._timed.add(kind)
+    return _first_write_seconds(save, checkpoint, self.background), self.seconds_per_step
