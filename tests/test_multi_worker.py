@@ -134,11 +134,21 @@ def test_killed_worker_resumes_from_backup(tmp_path, data_dir):
       pid = int(re.search(r"started worker:1 \(pid (\d+)", worker_log).group(1))
       os.kill(pid, signal.SIGKILL)
       break
-  output.extend(proc.stdout)
-  assert proc.wait(timeout=400) == 0, "".join(output)[-4000:]
+  try:  # (a job that hangs fails the test; it does not hang it)
+    output.append(proc.communicate(timeout=400)[0])
+  except subprocess.TimeoutExpired:
+    proc.kill()  # the launcher's tasks end with it
+    output.append(proc.communicate()[0])
+    pytest.fail("the restarted job hung:\n" + "".join(output)[-4000:])
   text = "".join(output)
+  assert proc.returncode == 0, text[-4000:]
   assert "[launch] worker:1 exited with status -9" in text
   assert "restarting every task (restart 1 of 1)" in text
+  # Every worker resumes at the same step: the chief's backup, not a non-chief's own older one
+  # (a kill can cut short its last background write).
+  points = dict(re.findall(r"\[(worker:\d)\] .*Resumed from backup at (epoch \d+ after step \d+)",
+                           text))
+  assert set(points) == {"worker:0", "worker:1"} and len(set(points.values())) == 1, points
   resumed = re.search(r"\[worker:0\] .*Resumed from backup at epoch (\d+) after step (\d+)", text)
   assert resumed, text[-4000:]
   metrics = read_metrics(model_dir)

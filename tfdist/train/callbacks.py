@@ -28,7 +28,8 @@ def log_resume(epoch: int, step: int) -> None:
 
 def save_on_sigterm(strategy: tf.distribute.Strategy, manager: tf.train.CheckpointManager,
                     position: Callable[[], tuple[int, int]],
-                    before_save: Optional[Callable[[], Any]] = None) -> Optional[Any]:
+                    before_save: Optional[Callable[[], Any]] = None,
+                    restore_from: Optional[tf.train.CheckpointManager] = None) -> Optional[Any]:
   """Makes a SIGTERM to any task save `manager`'s checkpoint on every task at the next step
   boundary, then exit with EXIT_PREEMPTED. Returns the handler (None where it cannot run:
   ParameterServerStrategy). Call `handler.save_checkpoint_if_preempted()` after each step, or
@@ -37,6 +38,9 @@ def save_on_sigterm(strategy: tf.distribute.Strategy, manager: tf.train.Checkpoi
   TensorFlow's PreemptionCheckpointHandler does the agreeing between workers;
   `position()` gives (epoch from 1, steps done in it) for the one line it logs;
   `before_save()` runs just before that save (e.g. to record the step in the checkpoint).
+  The handler restores the latest checkpoint of `restore_from` (default `manager`) when
+  created: a non-chief worker, which writes into a directory of its own, must restore the
+  chief's (its own may hold an older backup, e.g. one a kill cut short).
   """
   if isinstance(strategy, tf.distribute.ParameterServerStrategy):
     return None
@@ -57,7 +61,7 @@ def save_on_sigterm(strategy: tf.distribute.Strategy, manager: tf.train.Checkpoi
 
   multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
   return tf.distribute.experimental.PreemptionCheckpointHandler(
-      strategy.cluster_resolver if multi_worker else None, manager,
+      strategy.cluster_resolver if multi_worker else None, restore_from or manager,
       termination_config=tf.distribute.experimental.TerminationConfig(exit_fn=exit_preempted,
                                                                        save_fn=save))
 
@@ -103,10 +107,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     handler = self._handler = save_on_sigterm(
         self.model.distribute_strategy, state.write_checkpoint_manager,
         lambda: (self._current_epoch + 1, self._last_step + 1),
-        before_save=lambda: self._record_step(self._last_step))
+        before_save=lambda: self._record_step(self._last_step),
+        restore_from=state.read_checkpoint_manager)
     if handler:  # What tf_keras does with save_before_preemption=True, where it allows it.
-      # pylint: disable-next=protected-access
-      handler._read_checkpoint_manager = state.read_checkpoint_manager
       state.preemption_handler = handler
       state._enable_save_before_preemption = True  # pylint: disable=protected-access
 
