@@ -66,7 +66,9 @@ def test_trains_to_the_bar_with_a_sidecar_evaluator_and_ends_cleanly(tmp_path, d
 
   # An evaluator that starts after the chief finished evaluates the final checkpoint and stops;
   # checkpoints that this run did not write (an earlier run's) are never evaluated.
-  for path in (model_dir / "checkpoints").glob("ckpt-0001.*"):
+  planted = list((model_dir / "checkpoints").glob("ckpt-0001.*"))  # the first epoch always has one
+  assert planted, os.listdir(model_dir / "checkpoints")
+  for path in planted:
     (path.parent / path.name.replace("ckpt-0001", "ckpt-0099")).write_bytes(path.read_bytes())
   (model_dir / "eval" / "metrics.json").unlink()
   evaluator_config = {"cluster": {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"],

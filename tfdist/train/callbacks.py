@@ -122,9 +122,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     super().on_train_batch_end(batch, logs)
 
   def on_epoch_end(self, epoch, logs=None):
-    if self.save_freq == "epoch" or epoch + 1 == self.params.get("epochs"):
+    if self.save_freq == "epoch" or (epoch + 1 == self.params.get("epochs")
+                                     and self._batches_count):
       # With a step interval, the last epoch's backup keeps a run that fails later from
-      # training again. "After the epoch's last step": a resumed run starts the next.
+      # training again (unless the interval's backup just took its last step). "After the
+      # epoch's last step": a resumed run starts the next.
       self._backup(epoch=epoch, batch=self.params["steps"] - 1, by_interval=False)
 
   def _record_step(self, batch: int) -> None:
