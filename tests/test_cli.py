@@ -150,6 +150,7 @@ def test_mirrored_two_cpu_replicas_end_to_end(tmp_path, data_dir):
   assert metrics["epochs_completed"] == 6 and metrics["resumed_from"] is None
   assert metrics["eval_accuracy"] >= 0.95 and metrics["eval_examples"] == 1000
   assert metrics["examples_per_sec"] > 0 and metrics["wall_seconds"] > 0
+  assert metrics["cpu_ms_per_step"] > 0
   assert "Strategy: MirroredStrategy (--strategy=mirrored over 2 logical CPUs)" in result.stderr
   assert "tfdist: trained cnn on mnist5k with MirroredStrategy" in result.stdout
   assert os.listdir(os.path.join(model_dir, "tensorboard"))

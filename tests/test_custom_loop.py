@@ -35,6 +35,7 @@ def test_custom_and_fit_give_the_same_loss_curve(tmp_path, data_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(model_dir)
     assert metrics["loop"] == loop and metrics["num_replicas"] == 2
+    assert metrics["examples_per_sec"] > 0 and metrics["cpu_ms_per_step"] > 0
     curves[loop] = metrics["train_loss_history"]
   assert curves["custom"] == pytest.approx(curves["fit"], rel=2e-3), curves
   custom = read_metrics(tmp_path / "custom")

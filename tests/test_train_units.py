@@ -81,23 +81,23 @@ def test_the_save_schedule_times_the_first_save_of_each_kind(monkeypatch):
   schedule = measured()
   assert schedule.checkpoint_due(last=False)  # the run's first epoch: timed
   schedule.save_checkpoint(save, Checkpoint())
-  assert schedule.checkpoint_epochs == 7      # 0.06 / (0.01 * 0.014 * 62)
-  assert [schedule.checkpoint_due(last=False) for _ in range(7)] == [False] * 6 + [True]
+  assert schedule.checkpoint_epochs == 14     # 0.06 / (0.01 / 2 * 0.014 * 62): half the share
+  assert [schedule.checkpoint_due(last=False) for _ in range(14)] == [False] * 13 + [True]
   assert schedule.checkpoint_due(last=True)   # the last epoch always
 
   schedule = measured()
   written.clear()
   started = now[0]
   schedule.save_backup(save, Checkpoint())    # a set-up save, then a timed one, waited for
-  assert schedule.backup_steps == 429         # 0.06 / (0.01 * 0.014)
+  assert schedule.backup_steps == 858         # 0.06 / (0.01 / 2 * 0.014)
   schedule.save_backup(save, Checkpoint())    # not waited for
-  assert schedule.backup_steps == 429 and now[0] - started == pytest.approx(0.122 + 0.001)
+  assert schedule.backup_steps == 858 and now[0] - started == pytest.approx(0.122 + 0.001)
   assert written == [saving.IN_BACKGROUND] * 3
 
   # Saved in the foreground (Keras 3 models), the whole save is timed.
   foreground = measured(background=saving.IN_FOREGROUND)
   foreground.save_backup(save, Checkpoint())
-  assert foreground.backup_steps == 436 and written[-1] is saving.IN_FOREGROUND  # once, 61 ms
+  assert foreground.backup_steps == 872 and written[-1] is saving.IN_FOREGROUND  # once, 61 ms
 
   exact = saving.SaveSchedule(tf.distribute.get_strategy(), least_backup_steps=50, share=0,
                               steps_per_epoch=62)
@@ -159,3 +159,28 @@ def test_checkpoint_names_round_trip():
   assert checkpoint_epoch("/m/checkpoints/" + CHECKPOINT_TEMPLATE.format(epoch=12)) == 12
   assert checkpoint_epoch("/m/checkpoints/ckpt-0003.index") is None
   assert checkpoint_epoch("/m/checkpoints/checkpoint") is None
+
+
+def test_epoch_clock_leaves_out_the_first_epoch(monkeypatch):
+  """examples/s and CPU ms per step are means over the epochs after the first (tracing)."""
+  from tfdist.train import clock as clock_module
+  wall, cpu = [0.0], [0.0]
+  monkeypatch.setattr(clock_module.time, "perf_counter", lambda: wall[0])
+  monkeypatch.setattr(clock_module.time, "process_time", lambda: cpu[0])
+  clock = clock_module.EpochClock(global_batch_size=64)
+  assert clock.examples_per_sec is None and clock.cpu_ms_per_step is None
+  for seconds, cpu_seconds in ((5.0, 9.0), (1.0, 1.5), (2.0, 2.5)):  # 100 steps each
+    clock.start()
+    wall[0] += seconds
+    cpu[0] += cpu_seconds
+    assert clock.stop(steps=100) == pytest.approx(6400 / seconds)
+    assert clock.last_seconds == seconds
+  assert clock.examples_per_sec == pytest.approx((6400 + 3200) / 2)
+  assert clock.cpu_ms_per_step == pytest.approx((15 + 25) / 2)
+  clock.start()
+  assert clock.stop(steps=0) is None and len(clock.rates) == 3  # an epoch without steps
+  only = clock_module.EpochClock(global_batch_size=64)
+  only.start()
+  wall[0] += 2.0
+  only.stop(steps=10)
+  assert only.examples_per_sec == pytest.approx(320)  # one epoch: that epoch

@@ -83,9 +83,9 @@ _FIELD_FLAGS = {
     "backup_every_steps": ("train.backup_every_steps", flags.DEFINE_integer(
         "backup_every_steps", None, "Back up training state every N steps (0: each epoch).")),
     "save_share": ("train.save_share", flags.DEFINE_float(
-        "save_share", None, "Share of training time each kind of save (backups, epoch "
-        "checkpoints) may cost: their intervals widen until it does (0: backups exactly every "
-        "--backup_every_steps, a checkpoint after every epoch).")),
+        "save_share", None, "Share of training time saving may cost, half for backups and "
+        "half for epoch checkpoints: their intervals widen until it does (0: backups exactly "
+        "every --backup_every_steps, a checkpoint after every epoch).")),
     "steps_per_execution": ("train.steps_per_execution", flags.DEFINE_integer(
         "steps_per_execution", None, "Train steps per tf.function call in fit.")),
 }

@@ -18,6 +18,7 @@ from tf_keras.src.distribute import distributed_file_utils
 
 from tfdist.cluster import EXIT_PREEMPTED
 from tfdist.models import generations
+from tfdist.train.clock import EpochClock
 from tfdist.train.outputs import CHECKPOINT_TEMPLATE, ModelDir
 from tfdist.train.saving import SaveSchedule, save_at_low_priority
 
@@ -259,7 +260,8 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
 
 class RunMeter(keras.callbacks.Callback):
-  """Measures examples/s per epoch and notices where a restored run resumed.
+  """Clocks each epoch (examples/s, CPU time per step) and notices where a restored run
+  resumed.
 
   BackupAndRestore restores before the first epoch begins, so the first epoch
   and step this callback sees are the resume point.
@@ -271,15 +273,13 @@ class RunMeter(keras.callbacks.Callback):
     # It never reads `logs`, so Keras may run it under ParameterServerStrategy, where batch
     # hooks fire as steps are scheduled (epoch ends still wait for the steps to finish).
     self._supports_tf_logs = True
-    self.global_batch_size = global_batch_size
     self.resumed_from: Optional[dict] = None
-    self.epoch_rates: list[float] = []
+    self.clock = EpochClock(global_batch_size)
     self.epochs_completed = 0
     self.first_step_seconds: Optional[float] = None
     self._started = started  # time.perf_counter() at the job's start, if known
     self._initial_epoch = initial_epoch  # where fit starts when there is no backup
     self._first_seen = False
-    self._epoch_start = 0.0
     self._epoch_first_step: Optional[int] = None
     self._last_step = -1
 
@@ -290,12 +290,12 @@ class RunMeter(keras.callbacks.Callback):
   def on_epoch_begin(self, epoch, logs=None):
     self._epoch = epoch
     self._epoch_first_step = None
-    self._epoch_start = time.perf_counter()
+    self.clock.start()
 
   def on_train_batch_begin(self, batch, logs=None):
     if self._epoch_first_step is None:
       self._epoch_first_step = batch
-      self._epoch_start = time.perf_counter()
+      self.clock.start()
     if not self._first_seen:
       self._first_seen = True
       if self._epoch != self._initial_epoch or batch:
@@ -310,13 +310,4 @@ class RunMeter(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     self.epochs_completed = epoch + 1
-    steps = self._last_step - (self._epoch_first_step or 0) + 1
-    seconds = time.perf_counter() - self._epoch_start
-    if steps > 0 and seconds > 0:
-      self.epoch_rates.append(steps * self.global_batch_size / seconds)
-
-  @property
-  def examples_per_sec(self) -> Optional[float]:
-    """Mean over epochs after the first (which pays for tracing), or the only epoch."""
-    rates = self.epoch_rates[1:] or self.epoch_rates
-    return sum(rates) / len(rates) if rates else None
+    self.clock.stop(self._last_step - (self._epoch_first_step or 0) + 1)

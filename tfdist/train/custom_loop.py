@@ -29,6 +29,7 @@ from tfdist.data import DatasetSource
 from tfdist.models import ModelFn, generations, outputs_probabilities
 from tfdist.train.callbacks import (EpochCheckpoints, log_resume, save_on_sigterm,
                                     stop_saving_on_sigterm)
+from tfdist.train.clock import EpochClock
 from tfdist.train.options import TrainOptions
 from tfdist.train.run import Run, TrainHistory, uses_coordinator
 from tfdist.train.saving import SaveSchedule, save_at_low_priority, save_options
@@ -175,7 +176,7 @@ class CustomLoop:
     save_backup = lambda how: manager.save(options=how)  # noqa: E731
     weights = EpochCheckpoints(self.model, model_dir, schedule)
     iterator = self._iterator()
-    rates = []
+    clock = EpochClock(self.run.global_batch_size)
     since_backup = 0
     self.callbacks.on_train_begin()
     try:
@@ -184,7 +185,8 @@ class CustomLoop:
         self.callbacks.on_epoch_begin(epoch)
         self._epoch_begin()
         first = int(self.step_in_epoch.numpy())
-        epoch_start, totals, step = time.perf_counter(), [0.0, 0.0, 0.0], first
+        clock.start()
+        totals, step = [0.0, 0.0, 0.0], first
         pending = []
         while step < steps_per_epoch:
           count = min(self.steps_per_call, steps_per_epoch - step)
@@ -223,9 +225,8 @@ class CustomLoop:
           since_backup = 0
         elif last or not by_interval:
           save_at_low_priority(save_backup, schedule.background)
-        seconds = time.perf_counter() - epoch_start  # the epoch's saves included
-        rate = steps_done * self.run.global_batch_size / seconds
-        rates.append(rate)
+        rate = clock.stop(steps_done) or 0.0  # the epoch's saves included
+        seconds = clock.last_seconds
         self._write_summaries(writer, epoch + 1, logs, rate)
         if self.run.is_chief:
           figures = "".join(f" - {k}: {v:.4f}" for k, v in logs.items())
@@ -240,8 +241,8 @@ class CustomLoop:
       backup.sync()
       if not self.run.is_chief:
         shutil.rmtree(backup_dir, ignore_errors=True)
-    later = rates[1:] or rates
-    history.examples_per_sec = sum(later) / len(later) if later else None
+    history.examples_per_sec = clock.examples_per_sec
+    history.cpu_ms_per_step = clock.cpu_ms_per_step
     return history
 
   @staticmethod

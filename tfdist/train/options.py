@@ -29,11 +29,12 @@ class TrainOptions:
     loop: `fit` (Keras model.fit) or `custom` (tfdist's custom loop).
     backup_every_steps: BackupAndRestore interval in steps (0: at epoch ends); the least
       interval when `save_share` widens it.
-    save_share: the share of training time each kind of save may cost: the run's first
-      backup and first epoch checkpoint are timed, and the backup interval (in steps) and
-      the checkpoint interval (in epochs; the last epoch always has one) widen until one
-      save costs at most this share of the training between two (saving.py). 0: backups
-      exactly every `backup_every_steps`, a checkpoint after every epoch.
+    save_share: the share of training time saving may cost, half for backups and half
+      for epoch checkpoints: the run's first backup and first epoch checkpoint are timed,
+      and the backup interval (in steps) and the checkpoint interval (in epochs; the last
+      epoch always has one) widen until one save costs at most half this share of the
+      training between two (saving.py). 0: backups exactly every `backup_every_steps`, a
+      checkpoint after every epoch.
     steps_per_execution: train steps per tf.function call in `fit`.
     steps_per_loop: train steps per tf.function call in the custom loop.
     export: save the trained model (SavedModel) under model_dir/export.

@@ -46,6 +46,7 @@ class TrainHistory:
   accuracies: list = dataclasses.field(default_factory=list)   # per epoch
   epochs_completed: int = 0
   examples_per_sec: Optional[float] = None
+  cpu_ms_per_step: Optional[float] = None
   first_step_seconds: Optional[float] = None
   resumed_from: Optional[dict] = None
 
@@ -159,6 +160,7 @@ class Run:
         "eval_accuracy": eval_accuracy,
         "eval_examples": eval_examples,
         "examples_per_sec": history.examples_per_sec,
+        "cpu_ms_per_step": history.cpu_ms_per_step,
         "seconds_to_first_step": history.first_step_seconds,
         "wall_seconds": time.perf_counter() - self.started,
         "resumed_from": history.resumed_from,

@@ -4,7 +4,8 @@ Saves are written by a background thread at the lowest CPU priority: the trainin
 waits only while the variables are copied, and the write uses CPU time training leaves
 idle (README: "What saving costs"). How often a run saves is bounded by what a save
 costs: the run's first backup and first epoch checkpoint are timed, and each kind's
-interval widens until it costs at most `--save_share` of training time.
+interval widens until saving costs at most `--save_share` of training time (half of it
+for backups, half for epoch checkpoints).
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ class SaveSchedule:
   Both start at their least (--backup_every_steps; every epoch). The run waits for
   its first save of each kind and times its write; with the seconds per step
   measured from the end of the run's first call (which traces), the interval widens
-  until that kind of save costs at most `share` of training time. Every worker takes
+  until that kind of save costs at most half of `share` of training time (both kinds
+  together: at most `share`). Every worker takes
   the largest interval proposed (all make the same saves at the same steps). Saves
   are written in the background at low priority (Keras 3 models: in the foreground).
 
@@ -122,6 +124,7 @@ class SaveSchedule:
     self.strategy = strategy
     self.least_backup_steps = least_backup_steps
     self.share = share
+    self.kind_share = share / 2  # backups and epoch checkpoints: together at most `share`
     self.steps_per_epoch = steps_per_epoch
     self.background = background
     self.backup_steps = least_backup_steps
@@ -153,13 +156,13 @@ class SaveSchedule:
     if first is None:
       return
     seconds, step = first
-    proposal = (backup_interval(seconds, step, self.least_backup_steps, self.share)
+    proposal = (backup_interval(seconds, step, self.least_backup_steps, self.kind_share)
                 if step else self.least_backup_steps)
     self.backup_steps = collective.agree_on_max(self.strategy, proposal)
     logging.info("Backups every %d steps: a save takes %.0f ms and a step %.1f ms, so backups "
-                 "cost at most %g%% of training time (--save_share=%g; --backup_every_steps=%d "
-                 "is the least)", self.backup_steps, seconds * 1000, (step or 0) * 1000,
-                 self.share * 100, self.share, self.least_backup_steps)
+                 "cost at most %g%% of training time (half of --save_share=%g; "
+                 "--backup_every_steps=%d is the least)", self.backup_steps, seconds * 1000,
+                 (step or 0) * 1000, self.kind_share * 100, self.share, self.least_backup_steps)
 
   def checkpoint_due(self, last: bool) -> bool:
     """At an epoch's end: whether it gets an epoch checkpoint (the last always does)."""
@@ -179,13 +182,13 @@ class SaveSchedule:
       return
     seconds, step = first
     epoch_seconds = (step or 0) * self.steps_per_epoch
-    proposal = checkpoint_interval(seconds, epoch_seconds, self.share) if step else 1
+    proposal = checkpoint_interval(seconds, epoch_seconds, self.kind_share) if step else 1
     self.checkpoint_epochs = collective.agree_on_max(self.strategy, proposal)
     every = ("after every epoch" if self.checkpoint_epochs == 1
              else f"every {self.checkpoint_epochs} epochs and after the last")
     logging.info("Epoch checkpoints %s: a save takes %.0f ms and an epoch %.1f s, so they cost "
-                 "at most %g%% of training time (--save_share=%g)", every, seconds * 1000,
-                 epoch_seconds, self.share * 100, self.share)
+                 "at most %g%% of training time (half of --save_share=%g)", every,
+                 seconds * 1000, epoch_seconds, self.kind_share * 100, self.share)
 
   def _save(self, kind: str, save: Save,
             checkpoint: tf.train.Checkpoint) -> Optional[tuple[float, Optional[float]]]:

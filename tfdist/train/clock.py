@@ -1,0 +1,50 @@
+"""How fast an epoch trains: examples/s, and the CPU time each step costs this process."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+
+class EpochClock:
+  """Each epoch's examples/s and this process's CPU time per step (all its threads: input,
+  saves and training), both averaged over the epochs after the first, which traces.
+
+  Example:
+    clock = EpochClock(global_batch_size=64)
+    clock.start()                  # at the epoch's first step
+    rate = clock.stop(steps=120)   # after its last step and its saves
+  """
+
+  def __init__(self, global_batch_size: int):
+    self.global_batch_size = global_batch_size
+    self.rates: list[float] = []
+    self.cpu_seconds_per_step: list[float] = []
+    self.last_seconds = 0.0  # the last epoch's
+    self._wall = self._cpu = 0.0
+
+  def start(self) -> None:
+    self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+  def stop(self, steps: int) -> Optional[float]:
+    """Ends the epoch begun by `start` after `steps` steps; returns its examples/s."""
+    self.last_seconds = seconds = time.perf_counter() - self._wall
+    if steps <= 0 or seconds <= 0:
+      return None
+    self.rates.append(steps * self.global_batch_size / seconds)
+    self.cpu_seconds_per_step.append((time.process_time() - self._cpu) / steps)
+    return self.rates[-1]
+
+  @property
+  def examples_per_sec(self) -> Optional[float]:
+    return _mean_after_first(self.rates)
+
+  @property
+  def cpu_ms_per_step(self) -> Optional[float]:
+    mean = _mean_after_first(self.cpu_seconds_per_step)
+    return None if mean is None else mean * 1000
+
+
+def _mean_after_first(values: list[float]) -> Optional[float]:
+  later = values[1:] or values
+  return sum(later) / len(later) if later else None
