@@ -33,12 +33,16 @@ def test_tiny_bench_figures_hang_together(tmp_path, data_dir):
       "handwritten", "tfdist_equal", "tfdist_uncompiled", "tfdist_defaults",
       "handwritten_tutorial", "tfdist_user_compiled", "handwritten_mwms", "tfdist_equal_mwms",
       "handwritten_tutorial_mwms", "tfdist_user_compiled_mwms"}
+  cpu, cpu_medians = overhead["cpu_ms_per_step"], overhead["median_cpu_ms_per_step"]
   for name, rates in runs.items():
-    assert len(rates) == results["settings"]["reps"] and all(r > 0 for r in rates)
+    assert len(rates) == len(cpu[name]) == results["settings"]["reps"]
+    assert all(r > 0 for r in rates) and all(c > 0 for c in cpu[name])
     assert medians[name] == statistics.median(rates)
+    assert cpu_medians[name] == statistics.median(cpu[name])
   for name, script in overhead["compared_with"].items():
     assert script.startswith("handwritten") and name.endswith("_mwms") == script.endswith("_mwms")
     assert overhead["ratios"][name] == pytest.approx(medians[name] / medians[script])
+    assert overhead["cpu_ratios"][name] == pytest.approx(cpu_medians[name] / cpu_medians[script])
   assert overhead["compared_with"]["tfdist_user_compiled"] == "handwritten_tutorial"
 
   scaling = results["scaling"]
@@ -63,12 +67,15 @@ def test_tiny_bench_figures_hang_together(tmp_path, data_dir):
   table = (tmp_path / "bench.md").read_text()
   spread = lambda name: f"{min(runs[name]):,.0f}-{max(runs[name]):,.0f}"  # noqa: E731
   assert (f"| hand-written tf.distribute script (tutorial style, the cnn, Adam) | "
-          f"{medians['handwritten']:,.0f} | {spread('handwritten')} | script |") in table
+          f"{medians['handwritten']:,.0f} | {spread('handwritten')} | "
+          f"{cpu_medians['handwritten']:.1f} | script |") in table
   assert (f"| tfdist, defaults, user-compiled model (the tutorial's CNN) | "
           f"{medians['tfdist_user_compiled']:,.0f} | {spread('tfdist_user_compiled')} | "
-          f"{overhead['ratios']['tfdist_user_compiled']:.2f}x |") in table
+          f"{cpu_medians['tfdist_user_compiled']:.1f} | "
+          f"{overhead['ratios']['tfdist_user_compiled']:.2f}x "
+          f"({overhead['cpu_ratios']['tfdist_user_compiled']:.2f}x) |") in table
   for name, row in scaling.items():
-    assert f"| scaling: {name}, {row['strategy']} | {row['examples_per_sec']:,.0f} | | " \
+    assert f"| scaling: {name}, {row['strategy']} | {row['examples_per_sec']:,.0f} | | | " \
            f"efficiency {row['efficiency']:.2f} |" in table
   assert table == result.stdout[result.stdout.index("tfdist bench ("):][:len(table)]
   assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,26 +18,30 @@ def markdown(results: dict) -> str:
   m = o["median_examples_per_sec"]
   lines = [
       f"tfdist bench ({results['mode']}, {results['machine']}; examples/s after the first epoch, "
-      f"medians of {results['settings']['reps']} alternating run(s))",
+      f"medians of {results['settings']['reps']} alternating run(s); CPU: the process's CPU "
+      "time per step, all threads)",
       "",
-      "| measurement | examples/s (median) | runs (min-max) | vs its script |",
-      "|---|---:|---:|---:|",
+      "| measurement | examples/s (median) | runs (min-max) | CPU ms/step (median) "
+      "| vs its script: examples/s (CPU per step) |",
+      "|---|---:|---:|---:|---:|",
   ]
   for name, label in o["labels"].items():
-    ratio = (f"{o['ratios'][name]:.2f}x" if name in o["ratios"] else "script")
+    ratio = (f"{o['ratios'][name]:.2f}x ({o['cpu_ratios'][name]:.2f}x)" if name in o["ratios"]
+             else "script")
     runs = o["runs"][name]
-    lines.append(f"| {label} | {m[name]:,.0f} | {min(runs):,.0f}-{max(runs):,.0f} | {ratio} |")
+    lines.append(f"| {label} | {m[name]:,.0f} | {min(runs):,.0f}-{max(runs):,.0f} | "
+                 f"{o['median_cpu_ms_per_step'][name]:.1f} | {ratio} |")
   for name, r in s.items():
-    lines.append(f"| scaling: {name}, {r['strategy']} | {r['examples_per_sec']:,.0f} | | "
+    lines.append(f"| scaling: {name}, {r['strategy']} | {r['examples_per_sec']:,.0f} | | | "
                  f"efficiency {r['efficiency']:.2f} |")
-  lines.append(f"| input pipeline alone (no model) | {i['examples_per_sec']:,.0f} | | "
+  lines.append(f"| input pipeline alone (no model) | {i['examples_per_sec']:,.0f} | | | "
                f"{i['ratio']:.1f}x what training consumes |")
   mp = results["mixed_precision"]
   if "skipped" in mp:
-    lines.append(f"| mixed precision | skipped | | {mp['skipped']} |")
+    lines.append(f"| mixed precision | skipped | | | {mp['skipped']} |")
   else:
     lines.append(f"| mixed precision ({mp['policy']} on {mp['device']}) | "
-                 f"{mp['mixed_examples_per_sec']:,.0f} | | {mp['speedup']:.2f}x float32 |")
+                 f"{mp['mixed_examples_per_sec']:,.0f} | | | {mp['speedup']:.2f}x float32 |")
   lines += ["", "| start-up (process start to first training step) | seconds |", "|---|---:|"]
   for name, seconds in results["startup_seconds"].items():
     lines.append(f"| {name} | {seconds:.1f} |")

@@ -157,10 +157,13 @@ OVERHEAD_RATIOS = {"tfdist_equal": "handwritten", "tfdist_uncompiled": "handwrit
 
 def overhead(settings: BenchSettings) -> dict:
   """tfdist vs the hand-written script, alternating the runs of OVERHEAD_RUNS rep by rep;
-  medians of examples/s, and each tfdist median over its script's (OVERHEAD_RATIOS)."""
+  medians of examples/s and of the process's CPU ms per step (the chief's, or worker 0's),
+  and each tfdist median over its script's (OVERHEAD_RATIOS)."""
   rates: dict[str, list[float]] = {name: [] for name, _, _ in OVERHEAD_RUNS}
-  for _ in range(settings.reps):
-    for name, label, flags in OVERHEAD_RUNS:
+  cpu: dict[str, list[float]] = {name: [] for name, _, _ in OVERHEAD_RUNS}
+  for rep in range(settings.reps):
+    # A B C, then C B A: no run always comes first after the same other one.
+    for name, label, flags in (OVERHEAD_RUNS if rep % 2 == 0 else OVERHEAD_RUNS[::-1]):
       spec = _TWO_WORKERS if name.endswith("_mwms") else None
       if name.startswith("handwritten"):
         result = handwritten(settings, *flags, spec=spec)
@@ -169,10 +172,15 @@ def overhead(settings: BenchSettings) -> dict:
       else:
         result = tfdist_train(label, settings, *flags)
       rates[name].append(result["examples_per_sec"])
+      cpu[name].append(result["cpu_ms_per_step"])
   medians = {k: statistics.median(v) for k, v in rates.items()}
+  cpu_medians = {k: statistics.median(v) for k, v in cpu.items()}
   return {"runs": rates, "median_examples_per_sec": medians,
+          "cpu_ms_per_step": cpu, "median_cpu_ms_per_step": cpu_medians,
           "labels": {name: label for name, label, _ in OVERHEAD_RUNS},
           "ratios": {name: medians[name] / medians[base] for name, base in OVERHEAD_RATIOS.items()},
+          "cpu_ratios": {name: cpu_medians[name] / cpu_medians[base]
+                         for name, base in OVERHEAD_RATIOS.items()},
           "compared_with": dict(OVERHEAD_RATIOS)}
 
 
