@@ -30,8 +30,13 @@ def _program(name: str) -> str:
   return shutil.which(name) or f"/usr/sbin/{name}"
 
 
+# Job states after which a job runs no more (squeue(1), JOB STATE CODES).
+_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+          "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+
+
 class SlurmCluster:
-  """Start with `start()`; run jobs with `srun(...)` (SLURM_CONF set); end with `stop()`."""
+  """Start with `start()`; run batch jobs with `sbatch(...)`; end with `stop()`."""
 
   def __init__(self, root: str):
     self.root = root
@@ -104,9 +109,28 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSub
     subprocess.run(["su", "-s", "/bin/sh", "munge", "-c", _program("munged")], check=True)
     self._started_munge = True
 
-  def srun(self, args: list[str], timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["srun", *args], env=self.env(**env), capture_output=True, text=True,
-                          timeout=timeout)
+  def sbatch(self, args: list[str], timeout_s: float = 600, poll_s: float = 0.5,
+             **env: str) -> tuple[str, str]:
+    """Submits a batch job and waits for its end; returns its (JobState, ExitCode).
+
+    It polls `scontrol` every `poll_s`: `sbatch --wait` polls ever more slowly (up to 10 s
+    apart), which adds seconds to every job a test waits for.
+    """
+    submitted = subprocess.run(["sbatch", "--parsable", *args], env=self.env(**env),
+                               capture_output=True, text=True, timeout=60)
+    if submitted.returncode != 0:
+      return "NOT_SUBMITTED", submitted.stderr.strip()
+    job_id = submitted.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+      shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], env=self.env(),
+                             capture_output=True, text=True, timeout=30)
+      fields = dict(f.split("=", 1) for f in shown.stdout.split() if "=" in f)
+      if fields.get("JobState") in _ENDED:
+        return fields["JobState"], fields.get("ExitCode", "")
+      time.sleep(poll_s)
+    subprocess.run(["scancel", job_id], env=self.env(), timeout=30)
+    return "TEST_TIMEOUT", f"job {job_id} still running after {timeout_s:g} s (cancelled)"
 
   def stop(self) -> None:
     for name in ("slurmd", "slurmctld"):

@@ -1,10 +1,8 @@
-"""A SLURM step as a cluster: parsing SLURM's variables (pure), and real `srun` runs.
+"""A SLURM step as a cluster: parsing SLURM's variables (pure), and real batch jobs.
 
 The real runs need Debian's slurmctld/slurmd/munge (`.ci/run` installs them); they start a
 private one-node SLURM for the session (see tests/slurm_cluster.py).
 """
-
-import subprocess
 
 import pytest
 
@@ -107,7 +105,7 @@ def test_gpus_are_split_among_the_tasks_on_a_node():
   assert slurm.gpus_for_task("0", env) is None  # fewer GPUs than tasks: left to the user
 
 
-# --- Real SLURM: `srun tfdist train` on a private one-node cluster. ---
+# --- Real SLURM: the sbatch examples (`srun tfdist train`) on a private one-node cluster. ---
 
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
@@ -127,51 +125,31 @@ def slurm_cluster(tmp_path_factory):
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("tasks, args, line, strategy, bar", [
-    (2, [], "SLURM step: 2 tasks on 1 node -> 2 workers -> no ps -> MultiWorkerMirroredStrategy; "
-     "this is task worker:", "MultiWorkerMirroredStrategy", 0.95),
-    (4, ["--slurm_tasks=chief:1,worker:2,ps:1", "--epochs=4"],
+@pytest.mark.parametrize("script, tasks, placement, line, strategy, bar", [
+    ("slurm_multi_worker.sbatch", 2, ["--ntasks-per-node=2"],
+     "SLURM step: 2 tasks on 1 node -> 2 workers -> no ps -> MultiWorkerMirroredStrategy; "
+     "this is task worker:", "MultiWorkerMirroredStrategy", 0.93),
+    ("slurm_parameter_server.sbatch", 4, [],
      "SLURM step: 4 tasks on 1 node -> 1 chief, 2 workers, 1 ps -> ps tasks present -> "
      "ParameterServerStrategy; this is task chief:0)", "ParameterServerStrategy", 0.9),
 ])
-def test_srun_tfdist_train(slurm_cluster, tmp_path, data_dir, tasks, args, line, strategy, bar):
-  """`srun -n N tfdist train`: each task builds its TF_CONFIG from the step."""
-  import sys
-  from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics
-  model_dir = tmp_path / "run"
-  env = {k: v for k, v in cli_env().items() if not k.startswith("SLURM_")}
-  result = slurm_cluster.srun(
-      ["-n", str(tasks), "--overcommit", "--kill-on-bad-exit=1", "--chdir", REPO, sys.executable,
-       "-m", "tfdist", "train", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
-       *THREAD_FLAGS, *args], **env)
-  assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-  assert f"Strategy: {strategy} ({line}" in result.stderr
-  metrics = read_metrics(str(model_dir))
-  assert metrics["strategy"] == strategy and metrics["num_workers"] == 2
-  assert metrics["eval_accuracy"] >= bar
-
-
-@pytest.mark.cluster
-@pytest.mark.parametrize("script, tasks, placement, strategy", [
-    ("slurm_multi_worker.sbatch", 2, ["--ntasks-per-node=2"], "MultiWorkerMirroredStrategy"),
-    ("slurm_parameter_server.sbatch", 4, [], "ParameterServerStrategy"),
-])
 def test_the_sbatch_examples_run(slurm_cluster, tmp_path, data_dir, script, tasks, placement,
-                                 strategy):
-  """The examples as a user submits them (on one node here: its tasks share it)."""
+                                 line, strategy, bar):
+  """The examples as a user submits them (on one node here: its tasks share it): inside the
+  step `srun tfdist train` builds each task's TF_CONFIG from SLURM's variables."""
   import os, sys, json
   from tests.conftest import REPO, THREAD_FLAGS, cli_env
   model_dir = tmp_path / "run"
   env = {k: v for k, v in cli_env().items() if not k.startswith("SLURM_")}
   env.update(MODEL_DIR=str(model_dir), PATH=f"{os.path.dirname(sys.executable)}:{env['PATH']}")
-  result = subprocess.run(
-      ["sbatch", "--wait", "--nodes=1", f"--ntasks={tasks}", *placement,
-       "--overcommit", f"--output={tmp_path / 'job.out'}", "--chdir", REPO,
-       os.path.join(REPO, "examples", script), f"--data_dir={data_dir}", "--epochs=2",
-       *THREAD_FLAGS],
-      env=slurm_cluster.env(**env), capture_output=True, text=True, timeout=600)
+  state, exit_code = slurm_cluster.sbatch(
+      ["--nodes=1", f"--ntasks={tasks}", *placement, "--overcommit",
+       f"--output={tmp_path / 'job.out'}", "--chdir", REPO,
+       os.path.join(REPO, "examples", script), f"--data_dir={data_dir}", "--epochs=4",
+       *THREAD_FLAGS], **env)
   output = (tmp_path / "job.out").read_text() if (tmp_path / "job.out").exists() else ""
-  assert result.returncode == 0, (result.stdout + result.stderr + output)[-4000:]
+  assert (state, exit_code) == ("COMPLETED", "0:0"), (state, exit_code, output[-4000:])
   metrics = json.loads((model_dir / "metrics.json").read_text())
-  assert metrics["strategy"] == strategy and metrics["epochs_completed"] == 2
-  assert f"(SLURM step: {tasks} tasks on 1 node -> " in output
+  assert metrics["strategy"] == strategy and metrics["epochs_completed"] == 4
+  assert metrics["num_workers"] == 2 and metrics["eval_accuracy"] >= bar
+  assert f"Strategy: {strategy} ({line}" in output
