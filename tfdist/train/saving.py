@@ -107,9 +107,9 @@ class SaveSchedule:
   its first save of each kind and times its write; with the seconds per step
   measured from the end of the run's first call (which traces), the interval widens
   until that kind of save costs at most half of `share` of training time (both kinds
-  together: at most `share`). Every worker takes
-  the largest interval proposed (all make the same saves at the same steps). Saves
-  are written in the background at low priority (Keras 3 models: in the foreground).
+  together: at most `share`). Every worker takes the largest interval proposed (all
+  make the same saves at the same steps). Saves are written in the background at low
+  priority (Keras 3 models: in the foreground).
 
   Example (a loop of calls of 10 steps):
     schedule = SaveSchedule(strategy, least_backup_steps=50, share=0.01, steps_per_epoch=62)
