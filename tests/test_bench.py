@@ -44,6 +44,9 @@ def test_tiny_bench_figures_hang_together(tmp_path, data_dir):
     assert overhead["ratios"][name] == pytest.approx(medians[name] / medians[script])
     assert overhead["cpu_ratios"][name] == pytest.approx(cpu_medians[name] / cpu_medians[script])
   assert overhead["compared_with"]["tfdist_user_compiled"] == "handwritten_tutorial"
+  for i, name in enumerate(overhead["labels"]):  # a progress line per run, as it ends
+    assert (f"[bench] rep 1/1, run {i + 1}/{len(runs)}: {overhead['labels'][name]}: "
+            f"{runs[name][0]:,.0f} examples/s, {cpu[name][0]:.1f} CPU ms/step") in result.stdout
 
   scaling = results["scaling"]
   assert set(scaling) == set(SCALING)

@@ -184,3 +184,27 @@ def test_epoch_clock_leaves_out_the_first_epoch(monkeypatch):
   wall[0] += 2.0
   only.stop(steps=10)
   assert only.examples_per_sec == pytest.approx(320)  # one epoch: that epoch
+
+
+def test_first_step_time_waits_for_a_scheduled_step_once(monkeypatch):
+  """Under ParameterServerStrategy, fit's batch hooks get a RemoteValue as soon as the step
+  is scheduled: start-up is timed when the first step is done, and only that step waited for."""
+  from tfdist.train import callbacks
+  now = [10.0]
+  monkeypatch.setattr(callbacks.time, "perf_counter", lambda: now[0])
+  waits = []
+
+  class ScheduledStep:  # the RemoteValue's one method the meter uses
+    def fetch(self):
+      waits.append(now[0])
+      now[0] += 3.0  # a worker finishes the step
+      return {"loss": 0.5}
+
+  meter = callbacks.RunMeter(global_batch_size=64, started=8.0)
+  meter.on_train_begin()
+  meter.on_epoch_begin(0)
+  for step in range(3):
+    meter.on_train_batch_begin(step)
+    meter.on_train_batch_end(step, ScheduledStep())
+  assert waits == [10.0]
+  assert meter.first_step_seconds == pytest.approx(5.0)  # 8 -> 10 scheduled -> 13 done

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from tfdist.train import precision
 
@@ -155,15 +155,16 @@ OVERHEAD_RATIOS = {"tfdist_equal": "handwritten", "tfdist_uncompiled": "handwrit
                    "tfdist_user_compiled_mwms": "handwritten_tutorial_mwms"}
 
 
-def overhead(settings: BenchSettings) -> dict:
+def overhead(settings: BenchSettings, say: Callable[[str], None] = lambda _: None) -> dict:
   """tfdist vs the hand-written script, alternating the runs of OVERHEAD_RUNS rep by rep;
   medians of examples/s and of the process's CPU ms per step (the chief's, or worker 0's),
-  and each tfdist median over its script's (OVERHEAD_RATIOS)."""
+  and each tfdist median over its script's (OVERHEAD_RATIOS). `say` gets a line per run."""
   rates: dict[str, list[float]] = {name: [] for name, _, _ in OVERHEAD_RUNS}
   cpu: dict[str, list[float]] = {name: [] for name, _, _ in OVERHEAD_RUNS}
   for rep in range(settings.reps):
     # A B C, then C B A: no run always comes first after the same other one.
-    for name, label, flags in (OVERHEAD_RUNS if rep % 2 == 0 else OVERHEAD_RUNS[::-1]):
+    for i, (name, label, flags) in enumerate(
+        OVERHEAD_RUNS if rep % 2 == 0 else OVERHEAD_RUNS[::-1]):
       spec = _TWO_WORKERS if name.endswith("_mwms") else None
       if name.startswith("handwritten"):
         result = handwritten(settings, *flags, spec=spec)
@@ -173,6 +174,8 @@ def overhead(settings: BenchSettings) -> dict:
         result = tfdist_train(label, settings, *flags)
       rates[name].append(result["examples_per_sec"])
       cpu[name].append(result["cpu_ms_per_step"])
+      say(f"rep {rep + 1}/{settings.reps}, run {i + 1}/{len(OVERHEAD_RUNS)}: {label}: "
+          f"{rates[name][-1]:,.0f} examples/s, {cpu[name][-1]:.1f} CPU ms/step")
   medians = {k: statistics.median(v) for k, v in rates.items()}
   cpu_medians = {k: statistics.median(v) for k, v in cpu.items()}
   return {"runs": rates, "median_examples_per_sec": medians,

@@ -37,7 +37,7 @@ def main(argv: Sequence[str]) -> int:
   started = time.perf_counter()
   _say(f"mode {mode}: overhead ({settings.reps} x {len(runs.OVERHEAD_RUNS)} alternating runs: "
        "hand-written scripts and tfdist)")
-  overhead = runs.overhead(settings)
+  overhead = runs.overhead(settings, _say)
   _say("scaling: 1 worker, 2 MWMS workers, parameter servers")
   scaling = runs.scaling(settings)
   _say("input pipeline alone")

@@ -306,6 +306,8 @@ class RunMeter(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     self._last_step = batch
     if self.first_step_seconds is None:
+      if hasattr(logs, "fetch"):  # A RemoteValue (ParameterServerStrategy): the step is only
+        logs.fetch()  # scheduled; wait, this once, for a worker to finish it.
       self.first_step_seconds = time.perf_counter() - self._started
 
   def on_epoch_end(self, epoch, logs=None):

@@ -199,6 +199,8 @@ class CustomLoop:
           since_backup += count
           schedule.steps_done(count)
           if history.first_step_seconds is None:
+            if self.coordinator is not None:  # the step is only scheduled: wait for it, once
+              result.fetch()
             history.first_step_seconds = time.perf_counter() - self.run.started
           if preemption is not None:  # A SIGTERM anywhere: all save here, and exit.
             position.update(epoch=epoch, step=step)
