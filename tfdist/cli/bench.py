@@ -13,7 +13,7 @@ from tfdist.bench import report, runs
 from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
 
 _QUICK = flags.DEFINE_boolean("quick", False, "Smaller runs: about 15 minutes on 2 CPU cores "
-                              "(the full bench takes longer).")
+                              "(the full bench: about 40).")
 _TINY = flags.DEFINE_boolean("tiny", False, "A few steps per run: checks that the bench works.")
 _OUT_DIR = flags.DEFINE_string("out_dir", "/tmp/tfdist/bench", "Where bench.json/.md/.png go.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).")
