@@ -42,7 +42,8 @@ def markdown(results: dict) -> str:
   else:
     lines.append(f"| mixed precision ({mp['policy']} on {mp['device']}) | "
                  f"{mp['mixed_examples_per_sec']:,.0f} | | | {mp['speedup']:.2f}x float32 |")
-  lines += ["", "| start-up (job start to the end of the first training step) | seconds |", "|---|---:|"]
+  lines += ["", "| start-up (job start to the end of the first training step) | seconds |",
+            "|---|---:|"]
   for name, seconds in results["startup_seconds"].items():
     lines.append(f"| {name} | {seconds:.1f} |")
   return "\n".join(lines) + "\n"
