@@ -243,12 +243,14 @@ def test_sigterm_to_a_worker_saves_and_resumes_with_no_step_redone(tmp_path, dat
                                                                     trigger):
   """SIGTERM (preemption) to worker:1 mid-epoch: every worker saves at the next step boundary and
   exits 75; the launcher starts the job again without using --restarts; it resumes there."""
+  steps_per_epoch = 150  # a whole mnist5k epoch (62 steps) can pass before the SIGTERM lands
   model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
   proc = subprocess.Popen(
       [sys.executable, "-m", "tfdist", "launch",
        f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=0",
        f"--log_dir={log_dir}", "--", "tfdist", "train", f"--model_dir={model_dir}",
-       f"--data_dir={data_dir}", "--epochs=5", f"--loop={loop}", *THREAD_FLAGS],
+       f"--data_dir={data_dir}", "--epochs=5", f"--steps_per_epoch={steps_per_epoch}",
+       f"--loop={loop}", *THREAD_FLAGS],
       cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   output = []
   for line in proc.stdout:
@@ -269,7 +271,7 @@ def test_sigterm_to_a_worker_saves_and_resumes_with_no_step_redone(tmp_path, dat
   points = {(int(e), int(s)) for _, e, s in saved}
   assert len(points) == 1, points  # every worker saved at the same step
   (epoch, step), = points
-  assert epoch == 3 and 0 < step < 62
+  assert epoch == 3 and 0 < step < steps_per_epoch
   assert "was preempted and the job saved its state; starting the job again" in text
   assert "(not counted as a restart)" in text and "restarting every task" not in text
   for task in ("worker:0", "worker:1"):
