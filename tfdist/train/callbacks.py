@@ -18,7 +18,7 @@ from tf_keras.src.distribute import distributed_file_utils
 
 from tfdist.cluster import EXIT_PREEMPTED
 from tfdist.models import generations
-from tfdist.train.clock import EpochClock
+from tfdist.train.clock import EpochClock, seconds_until_done
 from tfdist.train.outputs import CHECKPOINT_TEMPLATE, ModelDir
 from tfdist.train.saving import SaveSchedule, save_at_low_priority
 
@@ -305,10 +305,8 @@ class RunMeter(keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     self._last_step = batch
-    if self.first_step_seconds is None:
-      if hasattr(logs, "fetch"):  # A RemoteValue (ParameterServerStrategy): the step is only
-        logs.fetch()  # scheduled; wait, this once, for a worker to finish it.
-      self.first_step_seconds = time.perf_counter() - self._started
+    if self.first_step_seconds is None:  # `logs`: the step's RemoteValue under PSS
+      self.first_step_seconds = seconds_until_done(self._started, logs)
 
   def on_epoch_end(self, epoch, logs=None):
     self.epochs_completed = epoch + 1

@@ -1,4 +1,5 @@
-"""How fast an epoch trains: examples/s, and the CPU time each step costs this process."""
+"""How fast training starts and trains: time to the first step, examples/s, and the CPU time
+each step costs this process."""
 
 from __future__ import annotations
 
@@ -48,3 +49,15 @@ class EpochClock:
 def _mean_after_first(values: list[float]) -> Optional[float]:
   later = values[1:] or values
   return sum(later) / len(later) if later else None
+
+
+def seconds_until_done(started: float, step_result=None) -> float:
+  """Seconds from `started` (a time.perf_counter()) until `step_result`'s step is done.
+
+  Under ParameterServerStrategy a step's result is a RemoteValue, returned as soon as
+  the step is scheduled: this waits (`fetch`) for a worker to finish it, so call it
+  once (for the first step), not per step. Other results are already computed.
+  """
+  if hasattr(step_result, "fetch"):
+    step_result.fetch()
+  return time.perf_counter() - started

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
@@ -29,7 +28,7 @@ from tfdist.data import DatasetSource
 from tfdist.models import ModelFn, generations, outputs_probabilities
 from tfdist.train.callbacks import (EpochCheckpoints, log_resume, save_on_sigterm,
                                     stop_saving_on_sigterm)
-from tfdist.train.clock import EpochClock
+from tfdist.train.clock import EpochClock, seconds_until_done
 from tfdist.train.options import TrainOptions
 from tfdist.train.run import Run, TrainHistory, uses_coordinator
 from tfdist.train.saving import SaveSchedule, save_at_low_priority, save_options
@@ -199,9 +198,7 @@ class CustomLoop:
           since_backup += count
           schedule.steps_done(count)
           if history.first_step_seconds is None:
-            if self.coordinator is not None:  # the step is only scheduled: wait for it, once
-              result.fetch()
-            history.first_step_seconds = time.perf_counter() - self.run.started
+            history.first_step_seconds = seconds_until_done(self.run.started, result)
           if preemption is not None:  # A SIGTERM anywhere: all save here, and exit.
             position.update(epoch=epoch, step=step)
             preemption.save_checkpoint_if_preempted()
