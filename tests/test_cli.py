@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -165,15 +166,29 @@ def test_mirrored_two_cpu_replicas_end_to_end(tmp_path, data_dir):
   assert np.mean(predicted == labels.numpy()) == pytest.approx(metrics["eval_accuracy"], abs=1e-6)
 
 
-def test_seeded_runs_are_reproducible(tmp_path, data_dir):
-  losses = []
-  for run in ("a", "b"):
+def info_lines_from_outside_tfdist(output: str) -> list[str]:
+  """absl-format INFO lines (`I1203 21:12:15.607791 1403 file.py:136] ...`) whose file is not
+  one of tfdist's modules."""
+  ours = {name for _, _, files in os.walk(os.path.join(REPO, "tfdist")) for name in files}
+  lines = re.findall(r"^I\d{4} [\d:.]+ +\d+ ([^:\]]+):\d+\] .*$", output, re.MULTILINE)
+  return [name for name in lines if name not in ours]
+
+
+def test_seeded_runs_are_reproducible_and_quiet_unless_asked(tmp_path, data_dir):
+  """Same seed, same losses; the default run shows no TensorFlow-internal INFO line, and
+  --verbosity brings them back (here: the background checkpoint writer's)."""
+  losses, foreign = [], []
+  for run, verbosity in (("a", ()), ("b", ("--verbosity=0",))):
     model_dir = str(tmp_path / run)
     result = run_tfdist("train", "--epochs=2", "--steps_per_epoch=15", "--seed=7",
-                        f"--model_dir={model_dir}", f"--data_dir={data_dir}", *THREAD_FLAGS)
+                        "--backup_every_steps=5", f"--model_dir={model_dir}",
+                        f"--data_dir={data_dir}", *THREAD_FLAGS, *verbosity)
     assert result.returncode == 0, result.stderr[-3000:]
     losses.append(read_metrics(model_dir)["train_loss_history"])
+    foreign.append(info_lines_from_outside_tfdist(result.stdout + result.stderr))
   assert losses[0] == losses[1]
+  assert foreign[0] == [], foreign[0][:5]
+  assert "async_checkpoint_helper.py" in foreign[1], foreign[1][:5]
 
 
 def test_config_file_and_override(tmp_path, data_dir):

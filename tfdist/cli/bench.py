@@ -10,7 +10,7 @@ from typing import Sequence
 from absl import app, flags
 
 from tfdist.bench import report, runs
-from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
+from tfdist.cli.app import EXIT_OK, native_stderr_to_log, run_command
 
 _QUICK = flags.DEFINE_boolean("quick", False, "Smaller runs: about 15 minutes on 2 CPU cores "
                               "(the full bench: about 40).")

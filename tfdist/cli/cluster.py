@@ -7,7 +7,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from tfdist.cli.errors import EXIT_OK, run_command
+from tfdist.cli.app import EXIT_OK, run_command
 from tfdist.cluster import TaskId, load_spec_file, tf_config
 from tfdist.launch import kubernetes
 from tfdist.strategy import StrategyOptions, choose

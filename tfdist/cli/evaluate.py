@@ -13,7 +13,7 @@ from typing import Sequence
 from absl import app, flags, logging
 
 from tfdist import config as config_lib
-from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
+from tfdist.cli.app import EXIT_OK, native_stderr_to_log, run_command
 from tfdist.strategy import StrategyOptions
 from tfdist.train import ModelDir
 from tfdist.train.outputs import CHECKPOINTS, EVAL, METRICS, PARAMS, read_json, write_json

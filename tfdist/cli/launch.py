@@ -8,7 +8,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from tfdist.cli.errors import run_command
+from tfdist.cli.app import run_command
 from tfdist.cluster import load_spec_file
 from tfdist.launch import Launcher, LaunchOptions
 

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 from absl import app, flags, logging
 
 from tfdist import config as config_lib
-from tfdist.cli.errors import EXIT_OK, native_stderr_to_log, run_command
+from tfdist.cli.app import EXIT_OK, native_stderr_to_log, run_command
 from tfdist.cluster import ClusterOptions, TaskConfig, TaskId, environment, load_spec_file, tf_config
 from tfdist.strategy import STRATEGY_NAMES
 from tfdist.strategy.options import COMMUNICATIONS, CROSS_DEVICE_OPS

@@ -1,12 +1,16 @@
-"""Exit statuses and one-line errors for every `tfdist` subcommand.
+"""How every `tfdist` subcommand runs: absl's app with exit statuses, one-line errors, and
+quiet logs.
 
 0 success; 2 a user error (bad flag, config, spec, TF_CONFIG), one line on
-stderr naming the field; 1 a failure while running.
+stderr naming the field; 1 a failure while running. Logs show tfdist's (and the
+user's) INFO lines, and TensorFlow's warnings and errors, not TensorFlow's, Keras's or
+TFDS's own Python INFO lines; absl's `--verbosity` (any value) brings those back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging as std_logging
 import os
 import sys
@@ -79,6 +83,44 @@ class _QuietFilter(std_logging.Filter):
     return not any(noise in message for noise in _NOISE)
 
 
+# Libraries whose INFO lines describe their own workings ("Starting async checkpoint save",
+# "Start watcher"): a user reads tfdist's lines and the Keras progress instead.
+_LIBRARIES = ("tensorflow", "tf_keras", "keras", "tensorflow_datasets")
+
+
+def _package_dirs(names: Sequence[str]) -> tuple[str, ...]:
+  """The install dirs of the packages `names`, found without importing them."""
+  dirs = []
+  for name in names:
+    try:
+      spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+      spec = None
+    dirs.extend(os.path.join(os.path.realpath(d), "") for d in
+                (spec.submodule_search_locations or []) if spec is not None)
+  return tuple(dirs)
+
+
+class _LibraryInfoFilter(std_logging.Filter):
+  """Drops INFO (and DEBUG) records logged from inside TensorFlow, Keras or TFDS."""
+
+  def __init__(self):
+    super().__init__()
+    self._dirs = _package_dirs(_LIBRARIES)
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if record.levelno >= std_logging.WARNING:
+      return True
+    return not os.path.realpath(record.pathname).startswith(self._dirs)
+
+
+def quiet_libraries() -> None:
+  """Hides the libraries' Python INFO lines, unless `--verbosity` was given. (Their C++
+  INFO lines are hidden by TF_CPP_MIN_LOG_LEVEL=1, which `import tfdist` sets by default.)"""
+  if not flags.FLAGS["verbosity"].present:
+    logging.get_absl_handler().addFilter(_LibraryInfoFilter())
+
+
 def run_command(command: str, main: Callable[[Sequence[str]], int], argv: Sequence[str]) -> NoReturn:
   """absl's app.run, with flag errors and user errors mapped to one line and exit 2."""
 
@@ -96,6 +138,7 @@ def run_command(command: str, main: Callable[[Sequence[str]], int], argv: Sequen
 
   def guarded_main(args: Sequence[str]) -> int:
     logging.get_absl_handler().addFilter(_QuietFilter())
+    quiet_libraries()
     try:
       return main(args)
     except USER_ERRORS as e:
