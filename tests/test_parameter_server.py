@@ -169,3 +169,32 @@ def test_each_worker_draws_its_own_example_order(tmp_path, seed):
   # Each worker's stream is a shuffled pass over all ids: no worker repeats an id within one pass.
   for ids in per_worker.values():
     assert len(set(ids[:200])) == len(ids[:200])
+
+
+# What the chief printed when the servers had ended before its process did (issue 24).
+TEARDOWN_ERRORS = re.compile(r"Failed to remove function|Connection refused|Connection reset")
+
+
+@pytest.mark.parametrize("model", ["tf_keras_model", "keras3_model"])
+def test_a_finished_job_prints_no_grpc_errors_after_its_summary(tmp_path, model):
+  """Servers outlive the chief's process, which releases its remote functions as it ends.
+
+  Two runs per Keras with a 1M-row embedding split over the ps task: one as it is, one
+  whose chief takes 3 s longer to end (its servers, which poll run.json every 2 s, used
+  to be gone by then every time: tens of gRPC errors after the summary line).
+  """
+  for slow_exit in ("0", "3"):
+    model_dir, log_dir = tmp_path / f"run-{slow_exit}", tmp_path / f"logs-{slow_exit}"
+    proc = start_launch(
+        os.path.join(SPECS, "local-ps.yaml"), log_dir,
+        ["tfdist", "train", f"--model=tests.cluster_scripts.click_embeddings:{model}",
+         "--dataset=tests.cluster_scripts.click_embeddings:clicks", "--epochs=2",
+         "--steps_per_epoch=5", "--global_batch_size=256", f"--model_dir={model_dir}",
+         *THREAD_FLAGS], env=cli_env(TFDIST_TEST_SLOW_EXIT=slow_exit))
+    output = proc.communicate(timeout=400)[0]
+    assert proc.returncode == 0, output[-4000:]
+    assert "[chief:0] tfdist: trained" in output, output[-4000:]
+    after_summary = output.split("[chief:0] tfdist: trained", 1)[1]
+    errors = [line for line in after_summary.splitlines() if TEARDOWN_ERRORS.search(line)]
+    assert not errors, f"slow exit {slow_exit} s: {len(errors)} lines, e.g. {errors[:3]}"
+    assert "[launch] job finished: status 0" in after_summary

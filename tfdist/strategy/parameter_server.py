@@ -16,7 +16,10 @@ from absl import logging
 
 from tfdist.cluster import TaskConfig
 from tfdist.strategy.options import StrategyOptions
-from tfdist.strategy.startup import grpc_start_failure
+from tfdist.strategy.startup import accepts_connections, grpc_start_failure
+
+# How long a server that saw the run finish waits for the chief's process to end.
+CHIEF_EXIT_TIMEOUT_S = 60.0
 
 
 def make_parameter_server_strategy(options: StrategyOptions,
@@ -36,9 +39,18 @@ def make_parameter_server_strategy(options: StrategyOptions,
 
 
 def serve(config: TaskConfig, stop_when: Optional[Callable[[], bool]] = None,
-          poll_s: float = 2.0) -> None:
+          poll_s: float = 2.0, chief_exit_timeout_s: float = CHIEF_EXIT_TIMEOUT_S) -> None:
   """Runs this worker or ps task's gRPC server until `stop_when()` is true (checked every
-  `poll_s` seconds), or, without it, until the process is stopped.
+  `poll_s` seconds) and the chief's process has ended; without `stop_when`, until this
+  process is stopped.
+
+  The chief records the run finished before its process ends, and its eager context goes
+  on using this server after that: as the process exits it releases the functions it
+  registered here, one RPC each. A server gone by then makes the chief print a gRPC error
+  for each (tens to hundreds of lines after a successful run). So once `stop_when()` holds,
+  the server also waits until the chief's port stops accepting connections, which happens
+  only when its process is gone, for at most `chief_exit_timeout_s` (a chief that lives on,
+  e.g. a script that calls `tfdist.run` and then does other work, does not hold it forever).
 
   Example:
     serve(task_config, stop_when=lambda: os.path.exists("/shared/run/DONE"))
@@ -58,4 +70,24 @@ def serve(config: TaskConfig, stop_when: Optional[Callable[[], bool]] = None,
     server.join()
   while not stop_when():
     time.sleep(poll_s)
-  logging.info("Training finished; %s stops serving", config.task)
+  if wait_for_chief_exit(config, chief_exit_timeout_s):
+    logging.info("Training finished and the chief has ended; %s stops serving", config.task)
+  else:
+    logging.warning("Training finished, but the chief is still running %.0f s later; %s stops "
+                    "serving (the chief may log errors about it when it ends)",
+                    chief_exit_timeout_s, config.task)
+
+
+def wait_for_chief_exit(config: TaskConfig, timeout_s: float, poll_s: float = 0.2) -> bool:
+  """Waits until the chief's gRPC port stops accepting connections (its process is gone);
+  False if it still does after `timeout_s`."""
+  chief = next((t for t in config.cluster.tasks() if config.cluster.is_chief(t)), None)
+  if chief is None or chief == config.task:
+    return True
+  address = config.cluster.address(chief)
+  deadline = time.monotonic() + timeout_s
+  while accepts_connections(address, timeout_s=1.0):
+    if time.monotonic() >= deadline:
+      return False
+    time.sleep(poll_s)
+  return True

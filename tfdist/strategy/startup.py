@@ -72,18 +72,20 @@ class StartupWatchdog:
     self.disarm()
 
 
+def accepts_connections(address: str, timeout_s: float = 1.0) -> bool:
+  """Whether `host:port` accepts a TCP connection (a task's gRPC server is up there)."""
+  host, port = address.rsplit(":", 1)
+  try:
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+      return True
+  except OSError:  # refused, unresolvable, timed out
+    return False
+
+
 def unreachable(peers: Sequence[str], timeout_s: float = 1.0) -> list[str]:
   """The `task=host:port` entries whose port accepts no TCP connection."""
-  missing = []
-  for peer in peers:
-    _, address = peer.split("=", 1)
-    host, port = address.rsplit(":", 1)
-    try:
-      with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-        pass
-    except OSError:
-      missing.append(peer)
-  return missing
+  return [peer for peer in peers
+          if not accepts_connections(peer.split("=", 1)[1], timeout_s)]
 
 
 def _watch(parent_pid: int, timeout_s: float, task: str, peers: Sequence[str]) -> int:
