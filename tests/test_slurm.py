@@ -4,10 +4,11 @@ The real runs need Debian's slurmctld/slurmd/munge (`.ci/run` installs them); th
 private one-node SLURM for the session (see tests/slurm_cluster.py).
 """
 
+import re
 import pytest
 
 from tfdist.cluster import ClusterSpecError, TaskId
-from tfdist.cluster import slurm
+from tfdist.cluster import slurm_step as slurm
 
 
 @pytest.mark.parametrize("text, hosts", [
@@ -110,7 +111,7 @@ def test_gpus_are_split_among_the_tasks_on_a_node():
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
   import os
-  from tests import slurm_cluster as sc
+  from tests.helpers import slurm_cluster as sc
   missing = sc.missing_programs()
   if missing:
     # CI installs them (.ci/run sets TFDIST_REQUIRE_SYSTEM_TESTS=1): there, a missing SLURM fails.
@@ -138,7 +139,7 @@ def test_the_sbatch_examples_run(slurm_cluster, tmp_path, data_dir, script, task
   """The examples as a user submits them (on one node here: its tasks share it): inside the
   step `srun tfdist train` builds each task's TF_CONFIG from SLURM's variables."""
   import os, sys, json
-  from tests.conftest import REPO, THREAD_FLAGS, cli_env
+  from tests.helpers import REPO, THREAD_FLAGS, cli_env
   model_dir = tmp_path / "run"
   env = {k: v for k, v in cli_env().items() if not k.startswith("SLURM_")}
   env.update(MODEL_DIR=str(model_dir), PATH=f"{os.path.dirname(sys.executable)}:{env['PATH']}")
@@ -153,3 +154,7 @@ def test_the_sbatch_examples_run(slurm_cluster, tmp_path, data_dir, script, task
   assert metrics["strategy"] == strategy and metrics["epochs_completed"] == 4
   assert metrics["num_workers"] == 2 and metrics["eval_accuracy"] >= bar
   assert f"Strategy: {strategy} ({line}" in output
+  if strategy == "ParameterServerStrategy":  # servers end by themselves, after the chief's process
+    assert output.count("Training finished and the chief has ended") == 3, output[-4000:]
+    assert not re.search(r"Failed to remove function|Connection refused|Connection reset",
+                         output), output[-4000:]
