@@ -43,7 +43,7 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   metrics = tfdist.run(
       {"train": {"model_dir": _MODEL_DIR.value, "epochs": _EPOCHS.value, "loop": "custom",
-                 "steps_per_loop": 10}},
+                 "steps_per_execution": 10}},
       model_fn=build_model, step_loss=smoothed_cross_entropy,
       optimizer=tf.keras.optimizers.Adam(1e-3))
   if metrics and metrics["eval_accuracy"] is not None:

@@ -10,7 +10,7 @@ import statistics
 
 import pytest
 
-from tests.conftest import run_tfdist
+from tests.helpers import run_tfdist
 
 pytestmark = pytest.mark.cluster
 

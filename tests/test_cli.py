@@ -7,18 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from tests.conftest import THREAD_FLAGS, cli_env, read_metrics, run_tfdist, REPO
+from tests.helpers import REPO, THREAD_FLAGS, assert_usage_error, cli_env, read_metrics, run_tfdist
 
 
-def assert_usage_error(result, *fragments):
-  assert result.returncode == 2, result.stderr[-2000:]
-  lines = result.stderr.strip().splitlines()
-  assert len(lines) == 1, result.stderr
-  for fragment in fragments:
-    assert fragment in lines[0], lines[0]
-  assert "Traceback" not in result.stderr + result.stdout
-
-
+@pytest.mark.e2e
 @pytest.mark.parametrize("args, fragments", [
     (["--epohcs=3"], ["Unknown command line flag 'epohcs'"]),
     (["--epochs=three"], ["--epochs", "three"]),
@@ -50,6 +42,7 @@ def test_train_user_errors_exit_2_with_one_line(tmp_path, data_dir, args, fragme
   assert not model_dir.exists(), "a user error must not leave a model dir behind"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("tf_config, fragment", [
     ("{}", "TF_CONFIG.cluster: missing"),
     ("{bad", "TF_CONFIG: not valid JSON"),
@@ -65,6 +58,7 @@ def test_bad_tf_config_exits_2(tmp_path, tf_config, fragment):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("flag, content, fragment", [
     ("--cluster_spec", b"\x7fELF\x02\x01\x01\x00\xff\xfe", "--cluster_spec: "),
     ("--config", b"\x7fELF\x02\x01\x01\x00\xff\xfe", "--config: "),
@@ -81,6 +75,7 @@ def test_unreadable_files_exit_2_with_one_line(tmp_path, flag, content, fragment
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_a_model_dir_that_cannot_be_a_directory_exits_2(tmp_path):
   (tmp_path / "file").write_text("x")
   result = run_tfdist("train", f"--model_dir={tmp_path / 'file'}")
@@ -92,6 +87,7 @@ def test_a_model_dir_that_cannot_be_a_directory_exits_2(tmp_path):
   assert_usage_error(result, "tfdist launch: error: --log_dir: cannot create")
 
 
+@pytest.mark.e2e
 def test_a_user_module_that_cannot_import_exits_2(tmp_path):
   (tmp_path / "my_broken.py").write_text("def build(:\n")
   result = run_tfdist("train", "--model=my_broken:build", f"--model_dir={tmp_path / 'run'}",
@@ -100,6 +96,7 @@ def test_a_user_module_that_cannot_import_exits_2(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_model_dir_expands_the_home_dir(tmp_path, data_dir):
   """A shell does not expand `~` after `--model_dir=`; tfdist does, instead of making a `~` dir."""
   cwd = tmp_path / "cwd"
@@ -138,6 +135,7 @@ def test_cluster_command_errors(tmp_path):
   assert result.returncode == 2 and "unknown command 'nonsense'" in result.stderr
 
 
+@pytest.mark.e2e
 def test_mirrored_two_cpu_replicas_end_to_end(tmp_path, data_dir):
   """The issue's acceptance run: 2 logical CPUs, accuracy bar, metrics.json, reloadable export."""
   model_dir = str(tmp_path / "run")
@@ -174,6 +172,7 @@ def info_lines_from_outside_tfdist(output: str) -> list[str]:
   return [name for name in lines if name not in ours]
 
 
+@pytest.mark.e2e
 def test_seeded_runs_are_reproducible_and_quiet_unless_asked(tmp_path, data_dir):
   """Same seed, same losses; the default run shows no TensorFlow-internal INFO line, and
   --verbosity brings them back (here: the background checkpoint writer's)."""
@@ -191,6 +190,7 @@ def test_seeded_runs_are_reproducible_and_quiet_unless_asked(tmp_path, data_dir)
   assert "async_checkpoint_helper.py" in foreign[1], foreign[1][:5]
 
 
+@pytest.mark.e2e
 def test_config_file_and_override(tmp_path, data_dir):
   config = tmp_path / "exp.yaml"
   config.write_text(f"model: {{name: mlp}}\ntrain: {{epochs: 3, model_dir: {tmp_path / 'ignored'}}}\n")
@@ -216,6 +216,7 @@ def test_readme_quickstart_is_what_ci_runs():
     assert needle in command and "pip install" in command and "-e ." in command.replace("'", "")
 
 
+@pytest.mark.e2e
 def test_own_model_example_runs(tmp_path, data_dir):
   import subprocess, sys
   result = subprocess.run(
@@ -243,6 +244,7 @@ def kill_at(args, line_start, delay=0.6):
   return "".join(output)
 
 
+@pytest.mark.e2e
 def test_one_device_trains_and_resumes_after_a_kill(tmp_path, data_dir):
   """OneDeviceStrategy has the same fault tolerance as the others (tf_keras refuses it alone)."""
   model_dir = tmp_path / "run"
@@ -259,6 +261,7 @@ def test_one_device_trains_and_resumes_after_a_kill(tmp_path, data_dir):
   assert "Strategy: OneDeviceStrategy (--strategy=one_device over one device)" in result.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_a_failure_after_training_keeps_the_backup(tmp_path, data_dir, loop):
   """The export fails (its path is taken by a file): training is not lost; the rerun writes the
@@ -300,6 +303,7 @@ def test_help_lists_each_commands_flags_with_their_choices():
   assert "--image:" in run_tfdist("cluster", "--help").stdout
 
 
+@pytest.mark.e2e
 def test_params_yaml_reproduces_the_run(tmp_path, data_dir):
   """Each run writes its resolved config (and the versions); --config=params.yaml runs it again."""
   first, second = tmp_path / "first", tmp_path / "second"
@@ -321,6 +325,7 @@ def test_params_yaml_reproduces_the_run(tmp_path, data_dir):
   assert (second / "params.yaml").read_text() == params.replace(str(first), str(second))
 
 
+@pytest.mark.e2e
 def test_evaluate_a_trained_run(tmp_path, data_dir):
   """`tfdist evaluate` rebuilds the run's model from its params.yaml and evaluates a checkpoint."""
   model_dir = tmp_path / "run"

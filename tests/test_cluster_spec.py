@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tfdist.cluster import ClusterSpec, ClusterSpecError, TaskId, load_spec_file, tf_config
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 TWO_WORKERS = {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]}
 

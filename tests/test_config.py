@@ -8,7 +8,7 @@ import pytest
 from tfdist import config as config_lib
 from tfdist.data import DataSourceError
 from tfdist.train import TrainOptionsError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 DEFAULT_YAML = os.path.join(REPO, "configs", "experiments", "mnist5k.yaml")
 

@@ -9,11 +9,12 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
+from tests.helpers import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
 
 SPECS = os.path.join(REPO, "configs", "clusters")
 
 
+@pytest.mark.e2e
 def test_a_partial_batch_is_weighted_by_its_true_size():
   """Uneven replicas (2 examples + 1): the loss and gradient are those of the mean over 3."""
   result = subprocess.run([sys.executable, "-m", "tests.cluster_scripts.partial_batch"], cwd=REPO,
@@ -25,6 +26,7 @@ def test_a_partial_batch_is_weighted_by_its_true_size():
   assert abs(values["naive"] - values["exact"]) > 0.1  # a per-replica mean would be wrong here
 
 
+@pytest.mark.e2e
 def test_custom_and_fit_give_the_same_loss_curve(tmp_path, data_dir):
   curves = {}
   for loop in ("fit", "custom"):
@@ -45,13 +47,14 @@ def test_custom_and_fit_give_the_same_loss_curve(tmp_path, data_dir):
   assert any(n.startswith("ckpt-0003") for n in os.listdir(tmp_path / "custom" / "checkpoints"))
 
 
+@pytest.mark.e2e
 def test_custom_loop_resumes_from_its_backup(tmp_path, data_dir):
   """SIGKILL a one-process custom-loop run mid-epoch; the same command resumes it."""
   model_dir = tmp_path / "run"
   # 600 steps of 16 examples: an epoch lasts over a second, so the kill lands mid-epoch 2.
   args = [sys.executable, "-m", "tfdist", "train", "--loop=custom", "--epochs=2",
           "--global_batch_size=16", "--steps_per_epoch=600",
-          "--backup_every_steps=10", "--save_share=0", "--steps_per_loop=5",
+          "--backup_every_steps=10", "--save_share=0", "--steps_per_execution=5",
           f"--data_dir={data_dir}",
           f"--model_dir={model_dir}", *THREAD_FLAGS]
   proc = subprocess.Popen(args, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
@@ -81,7 +84,7 @@ def test_custom_loop_on_real_clusters(tmp_path, data_dir, spec, strategy, bar):
   model_dir = tmp_path / "run"
   result = run_tfdist("launch", f"--cluster_spec={os.path.join(SPECS, spec)}",
                       f"--log_dir={tmp_path / 'logs'}", "--", "tfdist", "train", "--loop=custom",
-                      "--steps_per_loop=4", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+                      "--steps_per_execution=4", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
                       *THREAD_FLAGS, timeout=400)
   assert result.returncode == 0, result.stdout[-4000:]
   metrics = read_metrics(model_dir)

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
-from tests.test_cli import assert_usage_error
+from tests.helpers import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
+from tests.helpers import assert_usage_error
 
 SPECS = os.path.join(REPO, "configs", "clusters")
 
@@ -74,6 +74,7 @@ def assert_keras3_run(metrics, strategy, bar):
   assert metrics["eval_accuracy"] >= bar, metrics
 
 
+@pytest.mark.e2e
 def test_uncompiled_keras3_model_with_tfdist_defaults_under_mirrored(tmp_path, data_dir,
                                                                     keras3_env):
   """`fit` on 2 logical CPUs, 8 epochs: accuracy, progress, TensorBoard, export reloaded."""
@@ -106,6 +107,7 @@ def test_uncompiled_keras3_model_with_tfdist_defaults_under_mirrored(tmp_path, d
                                                                        abs=1e-6)
 
 
+@pytest.mark.e2e
 def test_custom_loop_with_a_keras3_model_under_mirrored(tmp_path, data_dir, keras3_env):
   model_dir = tmp_path / "run"
   result = run_tfdist("train", "--model=k3_models:build", "--loop=custom", "--strategy=mirrored",
@@ -115,6 +117,7 @@ def test_custom_loop_with_a_keras3_model_under_mirrored(tmp_path, data_dir, kera
   assert_keras3_run(read_metrics(str(model_dir)), "MirroredStrategy", 0.93)
 
 
+@pytest.mark.e2e
 def test_a_compiled_keras3_model_keeps_its_own_optimizer(tmp_path, data_dir, keras3_env):
   """SGD with learning rate 0 learns nothing: tfdist used it, not an optimizer of its own."""
   model_dir = tmp_path / "run"
@@ -125,6 +128,7 @@ def test_a_compiled_keras3_model_keeps_its_own_optimizer(tmp_path, data_dir, ker
   assert read_metrics(str(model_dir))["eval_accuracy"] < 0.3
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_keras3_under_multi_worker_mirrored(tmp_path, data_dir, keras3_env, loop):
   model_dir = tmp_path / "run"
@@ -139,6 +143,7 @@ def test_keras3_under_multi_worker_mirrored(tmp_path, data_dir, keras3_env, loop
                                         "run.json", "tensorboard"}
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_keras3_under_parameter_servers(tmp_path, data_dir, keras3_env, loop):
   """Chief + 2 workers + 1 ps (and, with fit, the sidecar evaluator following the run)."""
@@ -156,6 +161,7 @@ def test_keras3_under_parameter_servers(tmp_path, data_dir, keras3_env, loop):
     assert abs(evaluations[-1]["eval_accuracy"] - metrics["eval_accuracy"]) <= 0.002
 
 
+@pytest.mark.cluster
 def test_a_killed_worker_resumes_a_keras3_run_from_its_backup(tmp_path, data_dir, keras3_env):
   model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
   proc = subprocess.Popen(
@@ -183,6 +189,7 @@ def test_a_killed_worker_resumes_a_keras3_run_from_its_backup(tmp_path, data_dir
   assert metrics["epochs_completed"] == 6 and metrics["eval_accuracy"] >= 0.93
 
 
+@pytest.mark.e2e
 def test_tf_keras_code_is_keras3_when_the_user_sets_legacy_keras_off(tmp_path, data_dir,
                                                                       keras3_env):
   model_dir = tmp_path / "run"
@@ -198,6 +205,7 @@ def test_tf_keras_code_is_keras3_when_the_user_sets_legacy_keras_off(tmp_path, d
   assert read_metrics(str(tmp_path / "legacy"))["keras"] == "tf_keras"
 
 
+@pytest.mark.e2e
 def test_keras3_on_another_backend_is_one_line_before_start_up(tmp_path, keras3_env):
   """worker:1 never starts: the error must come before the rendezvous would wait for it."""
   config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
@@ -209,6 +217,7 @@ def test_keras3_on_another_backend_is_one_line_before_start_up(tmp_path, keras3_
                      "set KERAS_BACKEND=tensorflow")
 
 
+@pytest.mark.cluster
 def test_upstream_keras3_fit_still_fails_under_multi_worker_mirrored(tmp_path):
   """What train/keras3_upstream.py works around; when this fails, the workaround can go."""
   result = run_tfdist("launch", f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}",
@@ -219,6 +228,7 @@ def test_upstream_keras3_fit_still_fails_under_multi_worker_mirrored(tmp_path):
   assert "Attempt to convert a value (PerReplica" in result.stdout, result.stdout[-3000:]
 
 
+@pytest.mark.e2e
 def test_the_keras3_example_runs_with_its_callback(tmp_path):
   result = subprocess.run([sys.executable, "examples/keras3_model.py",
                            f"--model_dir={tmp_path}", "--epochs=1"],
@@ -228,6 +238,7 @@ def test_the_keras3_example_runs_with_its_callback(tmp_path):
   assert re.search(r"Keras 3\.\d+\.\d+: eval_accuracy 0\.\d+", result.stdout)
 
 
+@pytest.mark.e2e
 def test_upstream_keras3_variables_cannot_be_saved_in_the_background(tmp_path):
   """Why tfdist saves Keras 3 models in the foreground (train/saving.py: save_options)."""
   script = textwrap.dedent(f'''

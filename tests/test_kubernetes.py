@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from tfdist.cluster import ClusterSpecError, TaskId, load_spec_file
-from tfdist.cluster import kubernetes as pod_env
-from tfdist.launch import kubernetes
-from tests import k8s_sim
-from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
+from tfdist.cluster import kubernetes_pod as pod_env
+from tfdist.launch import kubernetes_manifests as kubernetes
+from tests.helpers import k8s_sim
+from tests.helpers import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
 
 SPECS = os.path.join(REPO, "configs", "clusters")
 KUBERNETES_VERSION = "1.35.0"

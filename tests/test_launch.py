@@ -12,7 +12,7 @@ import pytest
 
 from tfdist.cluster import ClusterSpec, TaskId, load_spec_file
 from tfdist.launch import policy
-from tests.conftest import REPO, cli_env
+from tests.helpers import REPO, cli_env, processes_with
 
 SPEC_2W = os.path.join(REPO, "configs", "clusters", "local-2workers.yaml")
 SPEC_PS = os.path.join(REPO, "configs", "clusters", "local-ps-eval.yaml")
@@ -24,19 +24,7 @@ def launch(*args, env=None, timeout=120, cwd=REPO):
                         timeout=timeout)
 
 
-def processes_with(marker: str) -> list[int]:
-  """Pids whose environment carries `marker` (what a launcher left running)."""
-  found = []
-  for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-      with open(f"/proc/{pid}/environ", "rb") as f:
-        if marker.encode() in f.read():
-          found.append(int(pid))
-    except OSError:
-      pass
-  return found
-
-
+@pytest.mark.cluster
 def test_output_is_prefixed_and_logged_per_task(tmp_path):
   script = "import os, json; print('task', os.environ['TFDIST_TASK'], json.loads(os.environ['TF_CONFIG'])['task'])"
   result = launch(f"--cluster_spec={SPEC_2W}", f"--log_dir={tmp_path}", "--", "python", "-c", script)
@@ -49,6 +37,7 @@ def test_output_is_prefixed_and_logged_per_task(tmp_path):
   assert "[launch] started worker:1 (pid" in log and "task worker:1" in log
 
 
+@pytest.mark.cluster
 def test_auto_ports_are_distinct_and_free(tmp_path):
   """worker:0 binds every port of its TF_CONFIG, as TensorFlow will (0.0.0.0), and reports them."""
   script = ("import json, os, socket\n"
@@ -65,6 +54,7 @@ def test_auto_ports_are_distinct_and_free(tmp_path):
   assert len(ports) == 2 and len(set(ports)) == 2 and all(1024 <= p <= 65535 for p in ports)
 
 
+@pytest.mark.cluster
 def test_first_failure_stops_the_others_and_sets_the_status(tmp_path):
   marker = f"TFDIST_TEST_{uuid.uuid4().hex}"
   script = ("import os, time, sys\n"
@@ -79,6 +69,7 @@ def test_first_failure_stops_the_others_and_sets_the_status(tmp_path):
   assert processes_with(marker) == []
 
 
+@pytest.mark.cluster
 def test_restarts_rerun_the_whole_job(tmp_path):
   flag = tmp_path / "failed-once"
   script = (f"import os, sys\n"
@@ -93,6 +84,7 @@ def test_restarts_rerun_the_whole_job(tmp_path):
   assert result.stdout.count("[launch] starting 2 task(s)") == 2
 
 
+@pytest.mark.cluster
 def test_sigterm_stops_tasks_that_ignore_it(tmp_path):
   """A hung TF start-up ignores SIGTERM; the launcher escalates to SIGKILL."""
   marker = f"TFDIST_TEST_{uuid.uuid4().hex}"
@@ -114,6 +106,7 @@ def test_sigterm_stops_tasks_that_ignore_it(tmp_path):
   assert processes_with(marker) == []
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("args, fragment", [
     ([], "--cluster_spec: required"),
     ([f"--cluster_spec={SPEC_2W}"], "no command to run"),
@@ -183,6 +176,7 @@ def wait_until_gone(marker, seconds=15.0):
   return processes_with(marker)
 
 
+@pytest.mark.cluster
 def test_closing_the_terminal_stops_every_task(tmp_path):
   marker = f"TFDIST_TEST_{uuid.uuid4().hex}"
   proc = start_launcher(SPEC_3, tmp_path, SLEEPER, marker)
@@ -192,6 +186,7 @@ def test_closing_the_terminal_stops_every_task(tmp_path):
   assert wait_until_gone(marker) == []
 
 
+@pytest.mark.cluster
 def test_a_killed_launcher_takes_its_tasks_with_it(tmp_path):
   marker = f"TFDIST_TEST_{uuid.uuid4().hex}"
   proc = start_launcher(SPEC_3, tmp_path, SLEEPER, marker)
@@ -200,6 +195,7 @@ def test_a_killed_launcher_takes_its_tasks_with_it(tmp_path):
   assert wait_until_gone(marker) == []
 
 
+@pytest.mark.cluster
 def test_tasks_are_stopped_together(tmp_path):
   """Three tasks that ignore SIGTERM: all get it at once, then SIGKILL (not one grace each)."""
   marker = f"TFDIST_TEST_{uuid.uuid4().hex}"
@@ -219,6 +215,7 @@ def test_tasks_are_stopped_together(tmp_path):
   assert wait_until_gone(marker) == []
 
 
+@pytest.mark.cluster
 def test_one_restart_budget_for_the_whole_job(tmp_path):
   """--restarts=1 is spent on worker:1; the chief's failure after that is final."""
   script = ("import os, sys, time\n"
@@ -238,6 +235,7 @@ def test_one_restart_budget_for_the_whole_job(tmp_path):
   assert result.stdout.count("[launch] starting 4 task(s)") == 1
 
 
+@pytest.mark.cluster
 def test_a_user_error_is_never_restarted(tmp_path):
   script = ("import os, sys, time\n"
             "if os.environ['TFDIST_TASK'] == 'worker:1':\n"
@@ -251,6 +249,7 @@ def test_a_user_error_is_never_restarted(tmp_path):
   assert result.stdout.count("[launch] starting 2 task(s)") == 1
 
 
+@pytest.mark.cluster
 def test_losing_every_parameter_server_worker_fails_the_job(tmp_path):
   """No restarts left and no worker to train on: fail, instead of the chief waiting for ever."""
   script = ("import os, sys, time\n"
@@ -263,6 +262,7 @@ def test_losing_every_parameter_server_worker_fails_the_job(tmp_path):
   assert "every worker is lost and no restarts are left; the job fails" in result.stdout
 
 
+@pytest.mark.cluster
 def test_a_port_taken_after_it_was_picked_means_new_ports_not_a_restart(tmp_path):
   """worker:1 fails the first time as a task whose gRPC server cannot bind reports it."""
   script = ("import json, os, sys\n"

@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
-from tests.test_cli import assert_usage_error
+from tests.helpers import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
+from tests.helpers import assert_usage_error
 
 SPECS = os.path.join(REPO, "configs", "clusters")
 
@@ -75,6 +75,7 @@ def user_data(tmp_path):
   return env, data
 
 
+@pytest.mark.e2e
 def test_user_data_trains_under_mirrored(tmp_path, user_data):
   env, _ = user_data
   model_dir = tmp_path / "run"
@@ -89,6 +90,7 @@ def test_user_data_trains_under_mirrored(tmp_path, user_data):
   assert "dataset: my_data:rows" in (model_dir / "params.yaml").read_text()
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("function, policy", [("rows_with_ids", "FILE"),
                                               ("generated_with_ids", "DATA")])
 def test_user_data_every_example_once_per_epoch_over_two_workers(tmp_path, user_data, function,
@@ -110,6 +112,7 @@ def test_user_data_every_example_once_per_epoch_over_two_workers(tmp_path, user_
       tmp_path / "logs" / "worker-1.log").read_text()
 
 
+@pytest.mark.cluster
 def test_library_entry_point_with_user_data_on_every_task_of_two_workers(tmp_path):
   """examples/own_data.py: tfdist.run, unchanged, on both tasks of a 2-worker MWMS job."""
   model_dir = tmp_path / "run"
@@ -126,6 +129,7 @@ def test_library_entry_point_with_user_data_on_every_task_of_two_workers(tmp_pat
   assert "Input: FILE sharding for pipeline 1 of 2 (4 files split evenly" in result.stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("function, fragment", [
     ("batched", "features are TensorSpec(shape=(None, 4)"),
     ("broken", "`data.dataset` (my_data:broken) raised ZeroDivisionError for split 'train'"),
@@ -140,6 +144,7 @@ def test_user_data_errors_exit_2_with_one_line(tmp_path, user_data, function, fr
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_tfds_split_slices_and_eval_split(tmp_path, data_dir):
   model_dir = tmp_path / "run"
   result = run_tfdist("train", "--dataset=tfds:mnist5k:train[:80%]", "--eval_split=train[80%:]",
@@ -153,6 +158,7 @@ def test_tfds_split_slices_and_eval_split(tmp_path, data_dir):
                      "`data.eval_split`: mnist5k has no split 'validation'")
 
 
+@pytest.mark.e2e
 def test_tfds_datasets_of_any_fixed_shape_features_and_unsupported_ones(tmp_path):
   """A non-image supervised dataset loads; a text feature is one error naming it."""
   script = textwrap.dedent(f'''
@@ -190,6 +196,7 @@ def test_tfds_datasets_of_any_fixed_shape_features_and_unsupported_ones(tmp_path
           "dtype=string); expected numbers of a fixed shape") in result.stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_a_finished_run_trains_further_with_more_epochs(tmp_path, data_dir, loop):
   model_dir = tmp_path / "run"
@@ -216,6 +223,7 @@ def test_a_finished_run_trains_further_with_more_epochs(tmp_path, data_dir, loop
   assert read_metrics(str(model_dir)) == metrics
 
 
+@pytest.mark.e2e
 def test_init_checkpoint_warm_starts_a_new_run(tmp_path, data_dir):
   source = tmp_path / "source"
   common = ("--model=mlp", "--steps_per_epoch=20", "--epochs=1", "--seed=3",
@@ -246,6 +254,7 @@ def readme_library_example() -> str:
   return readme[start:readme.index("```", start)]
 
 
+@pytest.mark.cluster
 def test_the_readme_library_example_runs_on_one_machine_and_two_workers(tmp_path):
   script = tmp_path / "my_train.py"
   script.write_text(readme_library_example().replace("/tmp/my_run", str(tmp_path / "one")))
@@ -261,6 +270,7 @@ def test_the_readme_library_example_runs_on_one_machine_and_two_workers(tmp_path
   assert metrics["num_workers"] == 2 and metrics["eval_accuracy"] >= 0.95
 
 
+@pytest.mark.e2e
 def test_the_own_data_example_is_a_dataset_for_the_command_line(tmp_path):
   """examples/own_data.py's function, as the README shows it with `tfdist train --dataset=`."""
   write = subprocess.run([sys.executable, "-c", "import own_data; own_data.write_example_csv("

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdist.data import DataOptions, load_source, mnist5k
-from tfdist.data.sources import TfdsSource
+from tfdist.data.tfds_source import TfdsSource
 
 
 def test_split_is_stratified_and_disjoint():

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tfdist.cluster import load_spec_file
-from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
+from tests.helpers import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
 
 pytestmark = pytest.mark.cluster
 
@@ -199,7 +199,7 @@ def _free_port() -> int:
 
 
 def test_sigterm_to_the_launcher_leaves_no_process(tmp_path, data_dir):
-  from tests.test_launch import processes_with
+  from tests.helpers import processes_with
   marker = f"TFDIST_TEST_{os.getpid()}_{time.time_ns()}"
   proc = subprocess.Popen(
       [sys.executable, "-m", "tfdist", "launch",

@@ -10,19 +10,12 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
-from tests.test_launch import processes_with
+from tests.helpers import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist, start_launch
+from tests.helpers import processes_with
 
 pytestmark = pytest.mark.cluster
 
 SPECS = os.path.join(REPO, "configs", "clusters")
-
-
-def start_launch(spec, log_dir, command, launch_args=(), env=None):
-  return subprocess.Popen(
-      [sys.executable, "-m", "tfdist", "launch", f"--cluster_spec={spec}", f"--log_dir={log_dir}",
-       *launch_args, "--", *command],
-      cwd=REPO, env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def kill_when(proc, trigger, log_dir, victim, delay=0.5):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
+from tests.helpers import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
 
 # Trains through the CLI in this process, then lists what it wrote: `ram://` lives in memory.
 RAM_RUN = """
@@ -28,6 +28,7 @@ print("RESULT " + json.dumps({"code": code, "files": files, "metrics": read("met
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_a_model_dir_on_another_tensorflow_file_system(data_dir, loop):
   result = subprocess.run(

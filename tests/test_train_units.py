@@ -21,24 +21,25 @@ def test_backups_follow_the_model_own_steps_per_execution(tmp_path, data_dir,
   """A model the user compiled runs its own steps_per_execution; backups count real steps."""
   from tfdist.data import DataOptions, load_source
   from tfdist.models import resolve
-  from tfdist.train.callbacks import BackupAndRestore
+  from tfdist.checkpoint.backup import BackupAndRestore
   from tfdist.train.fit import compile_if_needed, output_callbacks
-  from tfdist.train.run import Run
+  from tfdist.train.trainer import Trainer
   options = TrainOptions(model_dir=str(tmp_path / "run"), backup_every_steps=50,
                          steps_per_execution=10)
-  run = Run(strategy=tf.distribute.get_strategy(), options=options, global_batch_size=64,
-            source=load_source(DataOptions(data_dir=data_dir)))
+  trainer = Trainer(strategy=tf.distribute.get_strategy(), options=options, global_batch_size=64,
+                    source=load_source(DataOptions(data_dir=data_dir)).prepare())
   model = resolve("mlp")((28, 28, 1), 10)
   if user_steps_per_execution:
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
                   steps_per_execution=user_steps_per_execution)
   model = compile_if_needed(model, options)
-  backup = next(c for c in output_callbacks(run, model) if isinstance(c, BackupAndRestore))
+  backup = next(c for c in output_callbacks(trainer, model)
+                if isinstance(c, BackupAndRestore))
   assert backup.save_freq == save_freq
 
 
 def test_the_save_intervals_bound_what_saving_costs():
-  from tfdist.train.saving import backup_interval, checkpoint_interval
+  from tfdist.checkpoint.schedule import backup_interval, checkpoint_interval
   # A 45 ms save, 16 ms steps: 282 steps keep one save within 1% of their training time.
   assert backup_interval(0.045, 0.016, least_steps=50, share=0.01) == 282
   assert 0.045 / (282 * 0.016) <= 0.01 < 0.045 / (281 * 0.016)
@@ -55,7 +56,7 @@ def test_the_save_intervals_bound_what_saving_costs():
 def test_the_save_schedule_times_the_first_save_of_each_kind(monkeypatch):
   """Decision logic only (a fake clock): the first backup and checkpoint are written in the
   foreground and timed; the intervals widen from them; later saves go to the background."""
-  from tfdist.train import saving
+  from tfdist.checkpoint import schedule as saving
   now = [0.0]
   monkeypatch.setattr(saving.time, "perf_counter", lambda: now[0])
   written = []
@@ -111,7 +112,7 @@ def test_background_saves_are_written_at_the_lowest_priority(tmp_path):
   training threads keep theirs."""
   import os
   import threading
-  from tfdist.train import saving
+  from tfdist.checkpoint import schedule as saving
   checkpoint = tf.train.Checkpoint(v=tf.Variable(tf.zeros([1000])))
   saving.save_at_low_priority(
       lambda how: checkpoint.write(str(tmp_path / "ckpt"), options=how), saving.IN_BACKGROUND)
@@ -126,7 +127,7 @@ def test_background_saves_are_written_at_the_lowest_priority(tmp_path):
 
 def test_mixed_precision_auto_is_bfloat16_only_where_native_and_safe():
   from tfdist.train import precision
-  decide = precision.decide
+  decide = precision.choose_policy
   assert decide("auto", builtin_model=True, gpu=False, native_bfloat16=True)[0] == "bfloat16"
   assert decide("auto", builtin_model=False, gpu=False, native_bfloat16=True)[0] == "off"
   assert decide("auto", builtin_model=True, gpu=True, native_bfloat16=True)[0] == "off"
@@ -154,7 +155,7 @@ def test_float16_needs_fit():
 
 
 def test_checkpoint_names_round_trip():
-  from tfdist.train.outputs import CHECKPOINT_TEMPLATE, checkpoint_epoch
+  from tfdist.checkpoint.model_dir import CHECKPOINT_TEMPLATE, checkpoint_epoch
   assert CHECKPOINT_TEMPLATE.format(epoch=7) == "ckpt-0007"
   assert checkpoint_epoch("/m/checkpoints/" + CHECKPOINT_TEMPLATE.format(epoch=12)) == 12
   assert checkpoint_epoch("/m/checkpoints/ckpt-0003.index") is None

@@ -18,6 +18,7 @@ import typing
 from typing import Any, Mapping
 
 import yaml
+from absl import logging
 
 from tfdist import _input
 from tfdist.cluster import ClusterOptions
@@ -37,6 +38,8 @@ SECTIONS: dict[str, type] = {
 
 # Paths a user may write as `~/...`.
 _PATH_FIELDS = ("train.model_dir", "data.data_dir", "train.init_checkpoint")
+# Old names still read, with a warning: (section, old key) -> new key.
+DEPRECATED_KEYS = {("train", "steps_per_loop"): "steps_per_execution"}
 
 
 class ConfigError(ValueError):
@@ -143,7 +146,11 @@ def build(*layers: Mapping[str, Mapping[str, Any]]) -> ExperimentConfig:
       if not isinstance(values, Mapping):
         raise ConfigError(f"`{section}`: expected a mapping of keys to values")
       known = {f.name for f in dataclasses.fields(SECTIONS[section])}
-      for key, value in values.items():
+      for given_key, value in values.items():
+        key = _current_name(section, given_key)
+        if key != given_key and key in values:
+          raise ConfigError(f"`{section}.{given_key}` and `{section}.{key}` are the same option "
+                            f"(the first is its old name); give only `{section}.{key}`")
         if key not in known:
           raise ConfigError(f"`{section}.{str(key)[:40]}`: unknown key; expected one of "
                             f"{', '.join(sorted(known))}")
@@ -155,6 +162,16 @@ def build(*layers: Mapping[str, Mapping[str, Any]]) -> ExperimentConfig:
               for key, value in merged[name].items()}
     sections[name] = cls(**values)
   return ExperimentConfig(**sections)
+
+
+def _current_name(section: str, key: Any) -> Any:
+  """`key`, or the name that replaced it (with a warning on stderr)."""
+  new = DEPRECATED_KEYS.get((section, key))
+  if new is None:
+    return key
+  logging.warning("`%s.%s` is deprecated: it is now `%s.%s` (the same option for both loops)",
+                  section, key, section, new)
+  return new
 
 
 def _coerce(field: str, value: Any, hint: Any) -> Any:

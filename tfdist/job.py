@@ -26,15 +26,18 @@ from absl import logging
 
 import tfdist
 from tfdist import config as config_lib
-from tfdist.cluster import EXIT_OK, TaskConfig, environment, tf_config
+from tfdist.checkpoint import ModelDir, resume
+from tfdist.checkpoint.model_dir import check_model_dir
+from tfdist.cluster import EXIT_OK, TaskConfig, environments
 from tfdist.data import load_source, per_replica_batch_size
 from tfdist.models import BUILTIN_MODELS, ModelFn, generations, resolve
 from tfdist.strategy import ROLE_EVALUATOR, ROLE_SERVER, devices, factory, parameter_server
 from tfdist.strategy.startup import StartupWatchdog
-from tfdist.train import ModelDir, precision, start
-from tfdist.train.outputs import check_model_dir
+from tfdist.train import precision
 
 Config = Union[config_lib.ExperimentConfig, Mapping, str, None]
+# `Job(task_config=DETECT)`: find where this process runs (environments.detect).
+DETECT = object()
 
 
 def run(config: Config = None, *, model_fn: Optional[ModelFn] = None,
@@ -48,7 +51,7 @@ def run(config: Config = None, *, model_fn: Optional[ModelFn] = None,
     model_fn: `fn(input_shape, num_classes)` returning a Keras model (default: the
       config's `model.name`).
     data_fn: `fn(split)` or `fn(split, input_context)` returning a tf.data.Dataset
-      of (features, label) (default: the config's `data.dataset`; see data/user.py).
+      of (features, label) (default: the config's `data.dataset`; see data/function_source.py).
     step_loss: with `train.loop=custom`, `fn(model, features, labels)` returning
       (per-example losses, predictions) (default: sparse cross-entropy).
     optimizer: with `train.loop=custom`, the optimizer (default: the model's, else Adam).
@@ -62,8 +65,9 @@ def run(config: Config = None, *, model_fn: Optional[ModelFn] = None,
 
   Raises:
     The layers' one-line errors (ConfigError, ClusterSpecError, DataSourceError,
-    ModelError, StrategyError, TrainOptionsError, BatchError), before any cluster
-    start-up; a data function's own, once the strategy is built (see `Job.start`).
+    ModelError, StrategyError, TrainOptionsError, CheckpointError, BatchError), before
+    any cluster start-up; a data function's own, once the strategy is built (see
+    `Job.prepare`).
   """
   return Job(config, model_fn=model_fn, data_fn=data_fn, step_loss=step_loss,
              optimizer=optimizer, callbacks=callbacks).run()
@@ -74,18 +78,22 @@ class Job:
 
   Building it does every check that needs no peer and no TensorFlow runtime (config,
   cluster, model dir, model module, dataset, batch split), so that bad input fails
-  before start-up; `start()` then builds the strategy and reads the data first.
+  before start-up; `prepare()` then builds the strategy and reads the data first.
+
+  Args:
+    task_config: where this task runs, if the caller detected it already (the CLI does,
+      once); by default `environments.detect` finds it (TF_CONFIG, a pod, a SLURM step).
 
   Example (what the CLI does: quiet until the checks are done):
     job = tfdist.Job({"train": {"epochs": 3}})
-    job.start()
+    job.prepare()
     metrics = job.run()
   """
 
   def __init__(self, config: Config = None, *, model_fn: Optional[ModelFn] = None,
                data_fn: Optional[Callable] = None, step_loss: Optional[Callable] = None,
-               optimizer=None, callbacks: Sequence = ()):
-    self.started = time.perf_counter()
+               optimizer=None, callbacks: Sequence = (), task_config=DETECT):
+    self.start_time = time.perf_counter()
     self.config = config = config_lib.as_config(config)
     if (step_loss is not None or optimizer is not None) and config.train.loop != "custom":
       raise config_lib.ConfigError(
@@ -94,16 +102,18 @@ class Job:
     self.loop_extras = {k: v for k, v in (("step_loss", step_loss), ("optimizer", optimizer))
                         if v is not None}
     self.callbacks = list(callbacks)
-    self.task_config = environment.detect(config.cluster)
+    self.task_config: Optional[TaskConfig] = (
+        environments.detect(config.cluster) if task_config is DETECT else task_config)
     check_model_dir(config.train.model_dir)
-    if config.train.init_checkpoint:
-      start.resolve_checkpoint(config.train.init_checkpoint)
-    self.choice = factory.decide(config.strategy, self.task_config)
+    if config.train.init_checkpoint:  # a model dir's or checkpoint dir's: its checkpoint
+      self.config = config = dataclasses.replace(config, train=dataclasses.replace(
+          config.train, init_checkpoint=resume.resolve_checkpoint(config.train.init_checkpoint)))
+    self.choice = factory.choose_for_this_machine(config.strategy, self.task_config)
     devices.configure_host(cpu_replicas=config.strategy.cpu_replicas,
                            intra_op_threads=config.strategy.intra_op_threads,
                            inter_op_threads=config.strategy.inter_op_threads)
     self.builtin_model = model_fn is None and config.model.name in BUILTIN_MODELS
-    self.started_up = False
+    self.prepared = False
     if self.choice.role != ROLE_SERVER:  # Servers run no Python model or input.
       self.model_fn = model_fn or resolve(config.model.name)
       self.source = load_source(config.data, data_fn)
@@ -115,31 +125,37 @@ class Job:
     """This task writes the run's outputs."""
     return self.task_config is None or self.task_config.is_chief
 
-  def start(self) -> None:
+  @property
+  def run_id(self) -> Optional[str]:
+    """What every task of this job calls the run (None on one machine: the trainer draws one)."""
+    return self.task_config.run_id if self.task_config else None
+
+  def prepare(self) -> None:
     """A trainer builds its strategy (a multi-worker job's rendezvous); then the data is
     read for the first time, which TensorFlow allows only once the strategy has set up
     its runtime. Logs nothing: a user error found here is still the only line printed.
     """
-    if self.choice.role == ROLE_SERVER or self.started_up:
+    if self.choice.role == ROLE_SERVER or self.prepared:
       return
     if self.choice.role != ROLE_EVALUATOR:
       self.strategy = self._make_strategy()
-    self.source.num_train_examples  # pylint: disable=pointless-statement  (reads the data)
-    self.started_up = True
+    self.source.prepare()
+    self.prepared = True
 
   def run(self) -> Optional[dict]:
     """Serves, evaluates or trains, as this task's role is."""
     config = self.config
     if self.choice.role == ROLE_SERVER:
       self._serve()
-    self.start()
+    self.prepare()
     logging.info(self.choice.log_line())
     if self.choice.role == ROLE_EVALUATOR:
-      from tfdist.train import run_sidecar_evaluator  # pylint: disable=import-outside-toplevel
-      run_sidecar_evaluator(source=self.source, model_fn=self.model_fn, options=config.train)
+      # pylint: disable-next=import-outside-toplevel
+      from tfdist.evaluation import run_sidecar_evaluator
+      run_sidecar_evaluator(source=self.source, model_fn=self.model_fn,
+                            model_dir=config.train.model_dir, run_id=self.run_id)
       return None
-    strategy = self.strategy
-    policy, reason = precision.decide(
+    policy, reason = precision.choose_policy(
         config.train.mixed_precision, builtin_model=self.builtin_model,
         gpu=devices.num_gpus() > 0, native_bfloat16=precision.cpu_has_native_bfloat16())
     logging.info("Mixed precision: %s (%s)", policy, reason)
@@ -148,20 +164,24 @@ class Job:
     params_yaml = config_lib.to_yaml(
         config, header=f"{versions_line()}\n# Run again: tfdist train --config=<this file>")
     # pylint: disable-next=import-outside-toplevel
-    from tfdist.train import train_with_custom_loop, train_with_fit
-    train = train_with_custom_loop if config.train.loop == "custom" else train_with_fit
-    _, metrics = train(strategy=strategy, source=self.source, model_fn=self.model_fn,
-                       options=config.train, global_batch_size=config.data.global_batch_size,
-                       started=self.started, params_yaml=params_yaml, callbacks=self.callbacks,
-                       **self.loop_extras)
+    from tfdist.train import Trainer, train_with_custom_loop, train_with_fit
+    trainer = Trainer(strategy=self.strategy, source=self.source, options=config.train,
+                      global_batch_size=config.data.global_batch_size,
+                      task_config=self.task_config, start_time=self.start_time,
+                      params_yaml=params_yaml)
+    if config.train.loop == "custom":
+      _, metrics = train_with_custom_loop(trainer, self.model_fn, callbacks=self.callbacks,
+                                          **self.loop_extras)
+    else:
+      _, metrics = train_with_fit(trainer, self.model_fn, callbacks=self.callbacks)
     return metrics
 
   def _serve(self) -> None:
     logging.info(self.choice.log_line())
     # Serves until the chief records the run finished, so that job systems see every task end.
     model_dir = ModelDir(self.config.train.model_dir, is_chief=False)
-    run_id = tf_config.run_id()
-    parameter_server.serve(self.task_config, stop_when=lambda: model_dir.run_finished(run_id))
+    parameter_server.serve(self.task_config,
+                           stop_when=lambda: model_dir.run_finished(self.run_id))
     logging.flush()
     os._exit(EXIT_OK)  # pylint: disable=protected-access  (TF's server has no clean shutdown)
 

@@ -15,7 +15,7 @@ from absl import logging
 
 from tfdist.cluster import tf_config
 from tfdist.data import DataOptions, load_source
-from tfdist.data.sources import TfdsSource
+from tfdist.data.tfds_source import TfdsSource
 from tfdist.strategy import StrategyOptions
 from tfdist.strategy.factory import make_strategy
 from tests.cluster_scripts.ids_dataset import ExampleIds

@@ -13,7 +13,7 @@ import tfdist  # noqa: F401
 import tensorflow as tf
 
 from tfdist.cluster import tf_config
-from tfdist.data.sources import TfdsSource
+from tfdist.data.tfds_source import TfdsSource
 from tfdist.strategy import ROLE_SERVER, StrategyOptions, choose
 from tfdist.strategy.factory import make_strategy
 from tfdist.strategy.parameter_server import serve

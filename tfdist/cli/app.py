@@ -19,6 +19,7 @@ from typing import Callable, Iterator, NoReturn, Sequence
 
 from absl import app, flags, logging
 
+from tfdist.checkpoint import CheckpointError
 from tfdist.config import ConfigError
 from tfdist.cluster import EXIT_FAILURE, EXIT_OK, EXIT_USER_ERROR, ClusterSpecError
 from tfdist.data import BatchError, DataSourceError
@@ -30,7 +31,7 @@ from tfdist.train import TrainOptionsError
 EXIT_USAGE = EXIT_USER_ERROR  # (EXIT_OK and EXIT_FAILURE come from tfdist.cluster too)
 
 USER_ERRORS = (app.UsageError, flags.Error, ConfigError, ClusterSpecError, BatchError,
-               DataSourceError, ModelError, StrategyError, TrainOptionsError)
+               DataSourceError, ModelError, StrategyError, TrainOptionsError, CheckpointError)
 
 # Lines TensorFlow logs through absl on every run that tell a user nothing.
 _NOISE = ("Sharding callback duration", "Found untraced functions",

@@ -9,11 +9,11 @@ from absl import app, flags
 
 from tfdist.cli.app import EXIT_OK, run_command
 from tfdist.cluster import TaskId, load_spec_file, tf_config
-from tfdist.launch import kubernetes
+from tfdist.launch import kubernetes_manifests as kubernetes
 from tfdist.strategy import StrategyOptions, choose
 
 _TASK = flags.DEFINE_string("task", None, "tf-config: the task, TYPE:INDEX (e.g. worker:1).")
-# k8s: the manifest's options (see tfdist.launch.kubernetes.ManifestOptions).
+# k8s: the manifest's options (see tfdist.launch.kubernetes_manifests.ManifestOptions).
 _IMAGE = flags.DEFINE_string("image", None, "k8s: container image with tfdist installed.")
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "k8s: storage every pod shares: gs://... (any TensorFlow file system), or "

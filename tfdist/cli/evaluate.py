@@ -14,9 +14,8 @@ from absl import app, flags, logging
 
 from tfdist import config as config_lib
 from tfdist.cli.app import EXIT_OK, native_stderr_to_log, run_command
+from tfdist.checkpoint.model_dir import CHECKPOINTS, PARAMS, ModelDir, latest_checkpoint
 from tfdist.strategy import StrategyOptions
-from tfdist.train import ModelDir
-from tfdist.train.outputs import CHECKPOINTS, EVAL, METRICS, PARAMS, read_json, write_json
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "A tfdist run's model dir (has params.yaml).")
 _CHECKPOINT = flags.DEFINE_string(
@@ -46,19 +45,17 @@ def main(argv: Sequence[str]) -> int:
     from tfdist.data import load_source  # pylint: disable=import-outside-toplevel
     from tfdist.models import resolve  # pylint: disable=import-outside-toplevel
     from tfdist.strategy import factory  # pylint: disable=import-outside-toplevel
-    from tfdist.train import evaluate  # pylint: disable=import-outside-toplevel
+    from tfdist.evaluation import evaluator, results  # pylint: disable=import-outside-toplevel
     model_fn, source = resolve(config.model.name), load_source(config.data)
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.INFO)
   strategy = factory.make_strategy(StrategyOptions(), None)  # auto on this machine
   with strategy.scope():
-    evaluator = evaluate.CheckpointEvaluator(source, model_fn, config.train.mixed_precision)
-  result = {**evaluator.evaluate(checkpoint), "checkpoint_path": checkpoint,
+    checkpoint_evaluator = evaluator.CheckpointEvaluator(source, model_fn,
+                                                         config.train.mixed_precision)
+  result = {**checkpoint_evaluator.evaluate(checkpoint), "checkpoint_path": checkpoint,
             "split": source.eval_split, "dataset": source.name, "by": "tfdist evaluate"}
-  path = os.path.join(model_dir.root, EVAL, METRICS)
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  previous = read_json(path) or {}
-  write_json(path, {**previous, "evaluations": [*previous.get("evaluations", []), result]})
+  path = results.append_evaluation(model_dir, result)
   print(f"tfdist: evaluated {result['checkpoint']} of {config.model.name} on {source.name} "
         f"({source.eval_split}): eval_accuracy {result['eval_accuracy']:.4f} "
         f"({result['eval_examples']:,} examples); metrics in {path}", flush=True)
@@ -67,7 +64,6 @@ def main(argv: Sequence[str]) -> int:
 
 def _checkpoint(model_dir: ModelDir) -> str:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from tfdist.train import evaluate  # pylint: disable=import-outside-toplevel
   if _CHECKPOINT.value:
     checkpoint = os.path.expanduser(_CHECKPOINT.value)
     if not tf.io.gfile.exists(checkpoint + ".index"):
@@ -77,7 +73,7 @@ def _checkpoint(model_dir: ModelDir) -> str:
   final = (model_dir.read_run() or {}).get("final_checkpoint")
   if final:
     return model_dir.path(os.path.join(CHECKPOINTS, final))
-  latest = evaluate.latest_checkpoint(model_dir.root)
+  latest = latest_checkpoint(model_dir.root)
   if latest is None:
     raise app.UsageError(f"--model_dir: {model_dir.root} has no checkpoints/ckpt-NNNN to evaluate")
   return latest

@@ -9,11 +9,11 @@ from absl import app, flags, logging
 
 from tfdist import config as config_lib
 from tfdist.cli.app import EXIT_OK, native_stderr_to_log, run_command
-from tfdist.cluster import ClusterOptions, TaskConfig, TaskId, environment, load_spec_file, tf_config
+from tfdist.cluster import (ClusterOptions, TaskConfig, TaskId, environments, load_spec_file,
+                            tf_config)
 from tfdist.strategy import STRATEGY_NAMES
 from tfdist.strategy.options import COMMUNICATIONS, CROSS_DEVICE_OPS
 from tfdist.train import LOOPS, precision
-from tfdist.train.outputs import check_model_dir
 
 _CONFIG = flags.DEFINE_string("config", None, "YAML experiment file (configs/experiments/...).")
 _PARAMS_OVERRIDE = flags.DEFINE_string(
@@ -79,7 +79,7 @@ _FIELD_FLAGS = {
         "mixed_precision", None, precision.POLICIES, "auto: bfloat16 for built-in models on CPUs "
         "with native bfloat16; float16: GPUs, fit only.")),
     "steps_per_loop": ("train.steps_per_loop", flags.DEFINE_integer(
-        "steps_per_loop", None, "Custom loop: train steps per tf.function call.")),
+        "steps_per_loop", None, "Deprecated: --steps_per_execution.")),
     "backup_every_steps": ("train.backup_every_steps", flags.DEFINE_integer(
         "backup_every_steps", None, "Back up training state every N steps (0: each epoch).")),
     "save_share": ("train.save_share", flags.DEFINE_float(
@@ -87,7 +87,8 @@ _FIELD_FLAGS = {
         "half for epoch checkpoints: their intervals widen until it does (0: backups exactly "
         "every --backup_every_steps, a checkpoint after every epoch).")),
     "steps_per_execution": ("train.steps_per_execution", flags.DEFINE_integer(
-        "steps_per_execution", None, "Train steps per tf.function call in fit.")),
+        "steps_per_execution", None, "Train steps per tf.function call, in both loops (a "
+        "model you compiled keeps its own in fit).")),
 }
 
 
@@ -108,7 +109,8 @@ def experiment_config() -> config_lib.ExperimentConfig:
 
 def cluster_from_flags(options: ClusterOptions) -> Optional[TaskConfig]:
   """This process's cluster: --cluster_spec + --task (written to TF_CONFIG), else whatever
-  `tfdist.cluster.environment.detect` finds (TF_CONFIG, a Kubernetes pod, a SLURM step).
+  `tfdist.cluster.environments.detect` finds (TF_CONFIG, a Kubernetes pod, a SLURM step).
+  Detected once, here; the Job takes the result.
   """
   if _TASK.value and not _CLUSTER_SPEC.value:
     raise app.UsageError("--task needs --cluster_spec (or set TF_CONFIG instead)")
@@ -117,25 +119,24 @@ def cluster_from_flags(options: ClusterOptions) -> Optional[TaskConfig]:
       raise app.UsageError("--cluster_spec needs --task=TYPE:INDEX, e.g. --task=worker:0")
     spec = load_spec_file(_CLUSTER_SPEC.value)
     os.environ[tf_config.ENV_VAR] = tf_config.emit(spec, TaskId.parse(_TASK.value))
-  return environment.detect(options)
+  return environments.detect(options)
 
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
   config = experiment_config()
-  cluster_from_flags(config.cluster)
-  check_model_dir(config.train.model_dir)
+  task_config = cluster_from_flags(config.cluster)
 
-  # TensorFlow is imported only now, so a bad flag fails in well under a second; every
-  # check runs (building and starting the Job) before anything is logged or written.
+  # TensorFlow is imported only now, so a bad flag or cluster fails in well under a second;
+  # every check runs (building and preparing the Job) before anything is logged or written.
   with native_stderr_to_log():
     from tfdist.job import Job  # pylint: disable=import-outside-toplevel
-    job = Job(config)
+    job = Job(config, task_config=task_config)
   verbose = flags.FLAGS["verbosity"].present
   if not verbose:
     logging.set_verbosity(logging.WARNING)
-  job.start()  # the rendezvous, then the data's first read: still quiet
+  job.prepare()  # the rendezvous, then the data's first read: still quiet
   if not verbose:
     logging.set_verbosity(logging.INFO)
   metrics = job.run()

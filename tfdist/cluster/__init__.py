@@ -2,8 +2,8 @@
 
 from tfdist.cluster.files import load as load_spec_file
 from tfdist.cluster.options import ClusterOptions
-from tfdist.cluster.protocol import (EXIT_FAILURE, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR,
-                                     GRPC_START_FAILURE)
+from tfdist.cluster.exit_codes import (EXIT_FAILURE, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR,
+                                       GRPC_START_FAILURE)
 from tfdist.cluster.spec import (AUTO_PORT, CHIEF, EVALUATOR, PS, WORKER, ClusterSpec,
                                  ClusterSpecError, TaskId)
 from tfdist.cluster.tf_config import TaskConfig

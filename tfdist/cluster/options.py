@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tfdist.cluster.slurm import DEFAULT_BASE_PORT, parse_layout
+from tfdist.cluster.slurm_step import DEFAULT_BASE_PORT, parse_layout
 from tfdist.cluster.spec import ClusterSpecError
 
 

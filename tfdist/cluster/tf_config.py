@@ -7,7 +7,6 @@ field: `{}`, invalid JSON, a task outside the cluster.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from typing import Mapping, Optional
@@ -38,6 +37,7 @@ class TaskConfig:
   cluster: ClusterSpec
   task: TaskId
   origin: str = ENV_VAR
+  run_id: Optional[str] = None  # what every task of the job calls it (environments.detect)
 
   @property
   def is_chief(self) -> bool:
@@ -103,20 +103,6 @@ def from_environment(environ: Optional[Mapping[str, str]] = None) -> Optional[Ta
   if not text.strip():
     return None
   return parse(text)
-
-
-def run_id(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
-  """What every task of this job agrees to call it: TFDIST_RUN_ID, else a digest of the
-  TF_CONFIG cluster (the same on every task, evaluator included), else None.
-  """
-  environ = os.environ if environ is None else environ
-  if environ.get(RUN_ID_VAR, "").strip():
-    return environ[RUN_ID_VAR].strip()
-  config = from_environment(environ)
-  if config is None:
-    return None
-  canonical = json.dumps(config.cluster.as_dict(), sort_keys=True)
-  return "cluster-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def emit(cluster: ClusterSpec, task: TaskId) -> str:

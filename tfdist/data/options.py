@@ -27,7 +27,7 @@ class DataOptions:
     dataset: `mnist5k`; `tfds:NAME[/CONFIG][:TRAIN_SPLIT]` for a prepared TFDS dataset (the
       split may be sliced: `tfds:mnist:train[:80%]`); or `package.module:function`, a user's
       function `fn(split)` (or `fn(split, input_context)`) returning a tf.data.Dataset of
-      unbatched (features, label) examples (see tfdist/data/user.py).
+      unbatched (features, label) examples (see tfdist/data/function_source.py).
     eval_split: the split evaluated after training (None: `test`, or TFDS's `validation`
       when it has no test split). May be sliced: `train[80%:]`.
     data_dir: TFDS data dir (None: TFDS's default, ~/tensorflow_datasets).

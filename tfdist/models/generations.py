@@ -113,10 +113,13 @@ def export(model, path: str) -> None:
     model.save(path)
 
 
-def set_global_policy(policy: str) -> None:
-  """The mixed-precision policy (`float32`, `mixed_bfloat16`, ...) of both generations."""
+def set_mixed_precision(precision: str) -> None:
+  """Sets both generations' global dtype policy for tfdist's `mixed_precision` option: `off`
+  (and `auto`, once decided elsewhere) is float32, `bfloat16`/`float16` are Keras's
+  `mixed_bfloat16`/`mixed_float16`. Layers take the policy when created."""
+  policy = "float32" if precision in ("off", "auto") else f"mixed_{precision}"
   tf_keras.mixed_precision.set_global_policy(policy)
-  if "keras" in sys.modules:
+  if "keras" in sys.modules:  # Keras 3 is in use only once imported
     _keras3().config.set_dtype_policy(policy)
 
 

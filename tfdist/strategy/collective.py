@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfdist.cluster import tf_config
-
-
-def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
-  """MultiWorkerMirroredStrategy over more than one worker (collectives cross processes)."""
-  config = tf_config.from_environment()
-  return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-          and config is not None and config.cluster.num_workers > 1)
+from tfdist.strategy.kinds import spans_processes
 
 
 def gather_across_workers(strategy: tf.distribute.Strategy,
@@ -33,6 +26,6 @@ def gather_across_workers(strategy: tf.distribute.Strategy,
 
 def agree_on_max(strategy: tf.distribute.Strategy, value: int) -> int:
   """The largest `value` of all workers under a multi-worker strategy, else `value`."""
-  if not is_multi_worker(strategy):
+  if not spans_processes(strategy):
     return value
   return max(v[0] for v in gather_across_workers(strategy, [value]))

@@ -26,7 +26,8 @@ _COMMUNICATION = {
 }
 
 
-def decide(options: StrategyOptions, config: Optional[TaskConfig]) -> StrategyChoice:
+def choose_for_this_machine(options: StrategyOptions,
+                            config: Optional[TaskConfig]) -> StrategyChoice:
   """`choice.choose` with this machine's GPU count."""
   return choose(options, config, devices.num_gpus())
 
@@ -57,7 +58,7 @@ def make_strategy(options: StrategyOptions, config: Optional[TaskConfig],
   Raises:
     StrategyError: the options cannot run here (e.g. nccl without GPUs).
   """
-  choice = choice or decide(options, config)
+  choice = choice or choose_for_this_machine(options, config)
   if choice.role != ROLE_TRAINER:
     raise StrategyError(f"task {config.task} runs as a {choice.role}, not a trainer; "
                         "see tfdist.strategy.parameter_server.serve")

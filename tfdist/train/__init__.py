@@ -1,16 +1,16 @@
-"""Training: Keras fit integration, callbacks, outputs (checkpoints, exports, metrics.json).
+"""Training: the trainer and the loops it runs (Keras `fit`, Keras 3's train_step in tfdist's
+loop, the custom loop), with their callbacks and loop actions.
 
-Options and the model-dir layout import no TensorFlow; the trainers load on first use.
+Options import no TensorFlow; the trainer and the loops load on first use.
 """
 
 from tfdist import _lazy
 from tfdist.train.options import LOOPS, TrainOptions, TrainOptionsError
-from tfdist.train.outputs import ModelDir
 
-_LAZY = {"compile_if_needed": "fit", "train_with_fit": "fit",
-         "run_sidecar_evaluator": "sidecar", "train_with_custom_loop": "custom_loop",
-         "CustomLoop": "custom_loop", "cross_entropy_step": "custom_loop"}
+_LAZY = {"Trainer": "trainer", "compile_if_needed": "fit", "train_with_fit": "fit",
+         "train_with_custom_loop": "custom_loop", "CustomLoop": "custom_loop",
+         "cross_entropy_step": "custom_loop"}
 
-__all__ = ["LOOPS", "ModelDir", "TrainOptions", "TrainOptionsError", *_LAZY]
+__all__ = ["LOOPS", "TrainOptions", "TrainOptionsError", *_LAZY]
 
 __getattr__ = _lazy.attributes(__name__, _LAZY)

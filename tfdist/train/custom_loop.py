@@ -15,23 +15,21 @@ over the global batch: each replica weighted by its share of the examples.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from tfdist.data import DatasetSource
+from tfdist.checkpoint.epoch_checkpoints import EpochCheckpointWriter
+from tfdist.checkpoint.resume import log_resume
+from tfdist.checkpoint.schedule import SaveSchedule, save_options
 from tfdist.models import ModelFn, generations, outputs_probabilities
-from tfdist.train.callbacks import (EpochCheckpoints, log_resume, save_on_sigterm,
-                                    stop_saving_on_sigterm)
+from tfdist.strategy import kinds
+from tfdist.train import loop_actions
 from tfdist.train.clock import EpochClock, seconds_until_done
-from tfdist.train.options import TrainOptions
-from tfdist.train.run import Run, TrainHistory, uses_coordinator
-from tfdist.train.saving import SaveSchedule, save_at_low_priority, save_options
+from tfdist.train.loop_actions import TrainingPosition
+from tfdist.train.trainer import Trainer, TrainHistory
 
 # (model, features, labels) -> (per-example losses [batch], predictions [batch, classes])
 StepLoss = Callable[[keras.Model, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
@@ -65,29 +63,31 @@ def replica_loss(per_example_loss: tf.Tensor, model_losses: list,
 
 
 class CustomLoop:
-  """The outer loop: epochs of `steps_per_epoch` steps, `steps_per_loop` per call.
+  """The outer loop: epochs of `steps_per_epoch` steps, `steps_per_execution` per call, with
+  the run's saves and reports as actions after each call (see loop_actions.py).
 
   Example:
-    loop = CustomLoop(run, model, keras.optimizers.Adam(1e-3))
+    loop = CustomLoop(trainer, model, keras.optimizers.Adam(1e-3))
     history = loop.train()
   """
 
-  def __init__(self, run: Run, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-               step_loss: StepLoss = cross_entropy_step, callbacks: Sequence = ()):
-    self.run = run
-    self.steps_per_call = run.options.steps_per_loop
+  def __init__(self, trainer: Trainer, model: keras.Model,
+               optimizer: keras.optimizers.Optimizer, step_loss: StepLoss = cross_entropy_step,
+               callbacks: Sequence = ()):
+    self.trainer = trainer
+    self.steps_per_call = trainer.options.steps_per_execution
     # Epoch-level hooks only: steps run inside tf.function calls.
     self.callbacks = generations.keras_of(generations.generation(model)).callbacks.CallbackList(
         list(callbacks), model=model)
-    self.strategy = run.strategy
+    self.strategy = trainer.strategy
     self.model = model
     self.optimizer = optimizer
     self.step_loss = step_loss
     self.coordinator = (tf.distribute.experimental.coordinator.ClusterCoordinator(self.strategy)
-                        if uses_coordinator(self.strategy) else None)
+                        if kinds.uses_coordinator(self.strategy) else None)
     with self.strategy.scope():
-      self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-      self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+      # The run's one step counter (backed up; the epoch is derived from it).
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     self._train_steps = tf.function(self._steps)
 
   # --- The inner loop, traced once. ---
@@ -126,9 +126,9 @@ class CustomLoop:
   # --- The outer loop. ---
 
   def _iterator(self):
-    input_fn = self.run.source.train_input_fn(self.run.global_batch_size,
-                                              seed=self.run.options.seed,
-                                              per_worker=self.coordinator is not None)
+    input_fn = self.trainer.source.train_input_fn(self.trainer.global_batch_size,
+                                                  seed=self.trainer.options.seed,
+                                                  per_worker=self.coordinator is not None)
     if self.coordinator is None:
       return iter(self.strategy.distribute_datasets_from_function(input_fn))
 
@@ -144,124 +144,96 @@ class CustomLoop:
                                      args=(iterator, tf.constant(num_steps, tf.int64)))
 
   def train(self) -> TrainHistory:
-    options, model_dir = self.run.options, self.run.model_dir
-    steps_per_epoch = self.run.steps_per_epoch
-    backup = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
-                                 step_in_epoch=self.step_in_epoch)
+    trainer, options = self.trainer, self.trainer.options
     history = TrainHistory()
-    self.epoch.assign(self.run.start.epoch)  # a finished run trained further
-    latest = tf.train.latest_checkpoint(model_dir.backup)
-    if latest:
-      backup.read(latest).expect_partial()
-      if int(self.epoch.numpy()) >= options.epochs:
-        return self.run.resumed_after_training()  # Trained; only the outputs are left to write.
-      history.resumed_from = {"epoch": int(self.epoch.numpy()) + 1,
-                              "step": int(self.step_in_epoch.numpy())}
-      log_resume(**history.resumed_from)
-    # MWMS: every worker saves; only the chief's backup is in the model dir.
-    backup_dir = model_dir.backup if self.run.is_chief else tempfile.mkdtemp(prefix="tfdist-backup-")
-    manager = tf.train.CheckpointManager(backup, backup_dir, max_to_keep=1)
-    position = {"epoch": int(self.epoch.numpy()), "step": int(self.step_in_epoch.numpy())}
-    preemption = save_on_sigterm(self.strategy, manager,
-                                 lambda: (position["epoch"] + 1, position["step"]),
-                                 before_save=lambda: self.step_in_epoch.assign(position["step"]))
-    writer = (tf.summary.create_file_writer(os.path.join(model_dir.tensorboard, "train"))
-              if self.run.is_chief else None)
-    # Backups every `schedule.backup_steps` steps (counted across epochs) and after the last
-    # epoch; under a coordinator, which cannot save mid-epoch, after every epoch.
-    by_interval = bool(options.backup_every_steps) and self.coordinator is None
+    backup = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+    position = self._restore(backup, history)
+    if position.epoch >= options.epochs:
+      return trainer.resumed_after_training()  # Trained; only the outputs are left to write.
     schedule = SaveSchedule(self.strategy, options.backup_every_steps, options.save_share,
-                            steps_per_epoch, background=save_options(self.model))
-    save_backup = lambda how: manager.save(options=how)  # noqa: E731
-    weights = EpochCheckpoints(self.model, model_dir, schedule)
+                            trainer.steps_per_epoch, background=save_options(self.model))
+    clock = EpochClock(trainer.global_batch_size)
+    actions = self._actions(backup, position, schedule, clock)
     iterator = self._iterator()
-    clock = EpochClock(self.run.global_batch_size)
-    since_backup = 0
     self.callbacks.on_train_begin()
     try:
-      for epoch in range(int(self.epoch.numpy()), options.epochs):
-        self.epoch.assign(epoch)
-        self.callbacks.on_epoch_begin(epoch)
-        self._epoch_begin()
-        first = int(self.step_in_epoch.numpy())
-        clock.start()
-        totals, step = [0.0, 0.0, 0.0], first
-        pending = []
-        while step < steps_per_epoch:
-          count = min(self.steps_per_call, steps_per_epoch - step)
-          result = self._call(iterator, count)
-          if self.coordinator is None:
-            totals = [t + float(v) for t, v in zip(totals, result)]
-          else:
-            pending.append(result)  # RemoteValues, fetched once the epoch's steps are done
-          step += count
-          since_backup += count
-          schedule.steps_done(count)
-          if history.first_step_seconds is None:
-            history.first_step_seconds = seconds_until_done(self.run.started, result)
-          if preemption is not None:  # A SIGTERM anywhere: all save here, and exit.
-            position.update(epoch=epoch, step=step)
-            preemption.save_checkpoint_if_preempted()
-          if by_interval and since_backup >= schedule.backup_steps and step < steps_per_epoch:
-            self.step_in_epoch.assign(step)
-            schedule.save_backup(save_backup, backup)
-            since_backup = 0
-        if self.coordinator is not None:
-          self.coordinator.join()
-          for result in pending:
-            totals = [t + float(v) for t, v in zip(totals, result.fetch())]
-        steps_done = step - first
-        logs = self._epoch_logs(totals, steps_done)
-        history.losses.append(logs.get("loss"))
-        history.accuracies.append(logs.get("accuracy"))
-        history.epochs_completed = epoch + 1
-        self.step_in_epoch.assign(0)
-        self.epoch.assign(epoch + 1)
-        last = epoch + 1 == options.epochs
-        weights.epoch_ended(epoch + 1, last=last)
-        if by_interval and since_backup >= schedule.backup_steps:
-          schedule.save_backup(save_backup, backup)
-          since_backup = 0
-        elif last or not by_interval:
-          save_at_low_priority(save_backup, schedule.background)
-        rate = clock.stop(steps_done) or 0.0  # the epoch's saves included
-        seconds = clock.last_seconds
-        self._write_summaries(writer, epoch + 1, logs, rate)
-        if self.run.is_chief:
-          figures = "".join(f" - {k}: {v:.4f}" for k, v in logs.items())
-          print(f"Epoch {epoch + 1}/{options.epochs}: {steps_done} steps{figures} - "
-                f"{seconds:.1f}s ({rate:,.0f} examples/s)", flush=True)
-        self.callbacks.on_epoch_end(epoch, dict(logs))
+      while position.epoch < options.epochs:
+        self._epoch(iterator, position, actions, history)
       self.callbacks.on_train_end()
     finally:
-      if preemption is not None:
-        stop_saving_on_sigterm()
-      weights.close()
-      backup.sync()
-      if not self.run.is_chief:
-        shutil.rmtree(backup_dir, ignore_errors=True)
+      loop_actions.close_all(actions)
     history.examples_per_sec = clock.examples_per_sec
     history.cpu_ms_per_step = clock.cpu_ms_per_step
     return history
 
-  @staticmethod
-  def _write_summaries(writer, epoch: int, logs: dict, rate: float) -> None:
-    if writer is not None:
-      with writer.as_default():
-        for name, value in logs.items():
-          tf.summary.scalar(f"epoch_{name}", value, step=epoch)
-        tf.summary.scalar("examples_per_sec", rate, step=epoch)
-      writer.flush()
+  def _restore(self, backup: tf.train.Checkpoint, history: TrainHistory) -> TrainingPosition:
+    """Where training starts: the backup's step if there is one, else the first step after
+    the epochs the starting point has (a finished run trained further)."""
+    steps_per_epoch = self.trainer.steps_per_epoch
+    position = TrainingPosition(self.step, steps_per_epoch,
+                                start=self.trainer.starting_point.epoch * steps_per_epoch)
+    latest = tf.train.latest_checkpoint(self.trainer.model_dir.backup)
+    if latest:
+      backup.read(latest).expect_partial()
+      position.load()
+      if position.epoch < self.trainer.options.epochs:
+        history.resumed_from = position.describe()
+        log_resume(**history.resumed_from)
+    return position
+
+  def _actions(self, backup: tf.train.Checkpoint, position: TrainingPosition,
+               schedule: SaveSchedule, clock: EpochClock) -> list[loop_actions.LoopAction]:
+    """In the order they run: SIGTERM save, epoch checkpoint, backup, then the report (its
+    epoch time includes the saves)."""
+    trainer, options = self.trainer, self.trainer.options
+    by_interval = bool(options.backup_every_steps) and self.coordinator is None
+    backups = loop_actions.Backups(backup, trainer.model_dir, schedule, by_interval,
+                                   options.epochs)
+    return [
+        loop_actions.ScheduleClock(schedule),
+        loop_actions.PreemptionSave(self.strategy, backups.manager, position),
+        loop_actions.EpochCheckpoints(
+            EpochCheckpointWriter(self.model, trainer.model_dir, schedule), options.epochs),
+        backups,
+        loop_actions.EpochReport(clock, options.epochs,
+                                 trainer.model_dir.tensorboard if trainer.is_chief else None,
+                                 self.callbacks),
+    ]
+
+  def _epoch(self, iterator, position: TrainingPosition, actions, history: TrainHistory) -> None:
+    """Runs the rest of the epoch under way: calls of `steps_per_call` steps, the actions
+    after each, the epoch's figures, and the actions after the epoch."""
+    self._epoch_begin()
+    loop_actions.run_before_epoch(actions, position)
+    first, results = position.step_in_epoch, []
+    while True:
+      count = min(self.steps_per_call, position.steps_per_epoch - position.step_in_epoch)
+      result = self._call(iterator, count)
+      # RemoteValues under a coordinator: fetched once the epoch's steps are done.
+      results.append(result if self.coordinator else [float(v) for v in result])
+      position.advance(count)
+      if history.first_step_seconds is None:
+        history.first_step_seconds = seconds_until_done(self.trainer.start_time, result)
+      loop_actions.run_after_inner_loop(actions, position, count)
+      if position.step_in_epoch == 0:
+        break
+    if self.coordinator is not None:
+      self.coordinator.join()
+      results = [[float(v) for v in r.fetch()] for r in results]
+    logs = self._epoch_logs([sum(column) for column in zip(*results)],
+                            position.steps_per_epoch - first)
+    history.losses.append(logs.get("loss"))
+    history.accuracies.append(logs.get("accuracy"))
+    history.epochs_completed = position.epoch
+    loop_actions.run_after_epoch(actions, position, logs)
 
 
-def train_with_custom_loop(*, strategy: tf.distribute.Strategy, source: DatasetSource,
-                           model_fn: ModelFn, options: TrainOptions, global_batch_size: int,
+def train_with_custom_loop(trainer: Trainer, model_fn: ModelFn, *,
                            step_loss: StepLoss = cross_entropy_step,
                            optimizer: Optional[keras.optimizers.Optimizer] = None,
-                           started: Optional[float] = None,
-                           params_yaml: Optional[str] = None,
                            callbacks: Sequence = ()) -> tuple[keras.Model, dict]:
-  """`train_with_fit`'s twin with tfdist's custom loop and a user-defined step loss.
+  """Builds the model in the strategy's scope and trains it with tfdist's custom loop and
+  `step_loss`; exports, evaluates and writes metrics.json (`trainer.finish`).
 
   Example (label smoothing as a custom step):
     def smoothed(model, x, y):
@@ -269,24 +241,21 @@ def train_with_custom_loop(*, strategy: tf.distribute.Strategy, source: DatasetS
       onehot = tf.one_hot(y, 10)
       return keras.losses.categorical_crossentropy(onehot, logits, from_logits=True,
                                                    label_smoothing=0.1), logits
-    train_with_custom_loop(strategy=s, source=src, model_fn=resolve("cnn"),
-                           options=TrainOptions(loop="custom"), global_batch_size=64,
-                           step_loss=smoothed)
+    train_with_custom_loop(trainer, resolve("cnn"), step_loss=smoothed)
 
   Returns:
     (the trained model, the metrics written to metrics.json).
   """
-  run = Run(strategy=strategy, source=source, options=options,
-            global_batch_size=global_batch_size, started=started, params_yaml=params_yaml)
-  with strategy.scope():
+  source, options = trainer.source, trainer.options
+  with trainer.strategy.scope():
     model = model_fn(source.input_shape, source.num_classes)
     optimizer = optimizer or getattr(model, "optimizer", None) or generations.keras_of(
         generations.generation(model)).optimizers.Adam(options.learning_rate)
     optimizer.build(model.trainable_variables)
-    run.begin(model)
-  if run.start.done:
-    return model, run.metrics_of_finished_run()
+    trainer.begin(model)
+  if trainer.starting_point.done:
+    return model, trainer.metrics_of_finished_run()
   logging.info("Custom loop: %d steps per epoch, %d per tf.function call",
-               run.steps_per_epoch, options.steps_per_loop)
-  history = CustomLoop(run, model, optimizer, step_loss, callbacks).train()
-  return model, run.finish(model, history)
+               trainer.steps_per_epoch, options.steps_per_execution)
+  history = CustomLoop(trainer, model, optimizer, step_loss, callbacks).train()
+  return model, trainer.finish(model, history)

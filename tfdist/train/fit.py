@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from typing import Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from tfdist.data import DatasetSource
+from tfdist.checkpoint.backup import BackupAndRestore
+from tfdist.checkpoint.epoch_checkpoints import EpochCheckpointCallback
+from tfdist.checkpoint.schedule import SaveSchedule, save_options
 from tfdist.models import ModelFn, generations, outputs_probabilities
-from tfdist.train.callbacks import (BackupAndRestore, EpochCheckpoint, EpochTensorBoard,
-                                    RunMeter)
-from tfdist.train.saving import SaveSchedule, save_options
+from tfdist.strategy import kinds
 from tfdist.train import keras3_upstream
+from tfdist.train.callbacks import EpochTensorBoard, RunMeter
 from tfdist.train.keras3_fit import Keras3FitLoop
 from tfdist.train.options import TrainOptions
-from tfdist.train.run import Run, TrainHistory, uses_coordinator
+from tfdist.train.trainer import Trainer, TrainHistory
 
 
 def compile_if_needed(model, options: TrainOptions):
@@ -55,7 +56,7 @@ def backup_frequency(strategy: tf.distribute.Strategy, options: TrainOptions,
   """
   if not options.backup_every_steps:
     return "epoch"
-  if uses_coordinator(strategy):
+  if kinds.uses_coordinator(strategy):
     logging.info("Backups at epoch ends: tf_keras cannot back up parameter-server training "
                  "mid-epoch (--backup_every_steps=%d applies to the other strategies)",
                  options.backup_every_steps)
@@ -63,71 +64,69 @@ def backup_frequency(strategy: tf.distribute.Strategy, options: TrainOptions,
   return max(1, options.backup_every_steps // model_steps_per_execution)
 
 
-def output_callbacks(run: Run, model: keras.Model) -> list[keras.callbacks.Callback]:
+def output_callbacks(trainer: Trainer, model: keras.Model) -> list[keras.callbacks.Callback]:
   """The callbacks that write a run's backups, checkpoints and TensorBoard logs.
 
   They come before the RunMeter, so an epoch's time includes its saves. (Backups
   restore in on_train_begin, before fit picks the first epoch and step the meter sees.)
   """
-  model_dir = run.model_dir
+  model_dir = trainer.model_dir
   per_call = steps_per_execution(model)
-  save_freq = backup_frequency(run.strategy, run.options, per_call)
-  schedule = SaveSchedule(run.strategy, least_backup_steps=(
-      save_freq * per_call if isinstance(save_freq, int) else 0), share=run.options.save_share,
-                          steps_per_epoch=run.steps_per_epoch, background=save_options(model))
+  save_freq = backup_frequency(trainer.strategy, trainer.options, per_call)
+  schedule = SaveSchedule(trainer.strategy, least_backup_steps=(
+      save_freq * per_call if isinstance(save_freq, int) else 0),
+                          share=trainer.options.save_share,
+                          steps_per_epoch=trainer.steps_per_epoch, background=save_options(model))
   return [
-      # Kept after training: `Run.finish` removes it once every output is written.
+      # Kept after training: `Trainer.finish` removes it once every output is written.
       BackupAndRestore(model_dir.backup, save_freq=save_freq, delete_checkpoint=False,
                        schedule=schedule, steps_per_execution=per_call),
-      EpochCheckpoint(model_dir, schedule),
+      EpochCheckpointCallback(model_dir, schedule),
       EpochTensorBoard(model_dir.tensorboard),
   ]
 
 
-def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
-                   model_fn: ModelFn, options: TrainOptions, global_batch_size: int,
-                   started: Optional[float] = None, params_yaml: Optional[str] = None,
+def train_with_fit(trainer: Trainer, model_fn: ModelFn,
                    callbacks: Sequence = ()) -> tuple[keras.Model, dict]:
-  """Builds the model in `strategy.scope()`, fits it, evaluates and saves.
+  """Builds the model in the strategy's scope, fits it, then exports, evaluates and writes
+  metrics.json (`trainer.finish`).
 
   Every task of a multi-worker job calls this; only the chief (the strategy's
-  `should_checkpoint`) writes into `options.model_dir`. Most callers want
-  `tfdist.run`, which also builds the strategy for where it runs. A tf_keras model
-  trains through its `fit`; a Keras 3 model through keras3_fit.Keras3FitLoop (its
-  own `train_step` in tfdist's loop: Keras 3's `fit` fails under multi-worker
-  strategies).
+  `should_checkpoint`) writes into the model dir. Most callers want `tfdist.run`,
+  which also builds the strategy for where it runs. A tf_keras model trains through
+  its `fit`; a Keras 3 model through keras3_fit.Keras3FitLoop (its own `train_step`
+  in tfdist's loop: Keras 3's `fit` fails under multi-worker strategies).
 
   Args:
     callbacks: the user's Keras callbacks of the model's Keras (with Keras 3, their
       epoch hooks run).
-    started: `time.perf_counter()` when the job started, for `wall_seconds` (default: now).
-    params_yaml: the resolved config, written to the model dir as params.yaml.
 
   Returns:
     (the trained model, the metrics written to metrics.json).
   """
-  run = Run(strategy=strategy, source=source, options=options,
-            global_batch_size=global_batch_size, started=started, params_yaml=params_yaml)
+  strategy, source, options = trainer.strategy, trainer.source, trainer.options
+  global_batch_size = trainer.global_batch_size
   with strategy.scope():
     model = compile_if_needed(model_fn(source.input_shape, source.num_classes), options)
     keras3 = generations.generation(model) == generations.KERAS3
     if keras3:
       keras3_upstream.build_compiled_state(
           model, source.input_shape, global_batch_size // strategy.num_replicas_in_sync)
-    run.begin(model)
-  if run.start.done:
-    return model, run.metrics_of_finished_run()
+    trainer.begin(model)
+  if trainer.starting_point.done:
+    return model, trainer.metrics_of_finished_run()
   if keras3:
     logging.info("Keras 3 model: fit runs its train_step in tfdist's loop, %d step(s) per call",
                  steps_per_execution(model))
-    return model, run.finish(model, Keras3FitLoop(run, model, callbacks).train())
+    return model, trainer.finish(model, Keras3FitLoop(trainer, model, callbacks).train())
   data = keras.utils.experimental.DatasetCreator(source.train_input_fn(
-      global_batch_size, seed=options.seed, per_worker=uses_coordinator(strategy)))
+      global_batch_size, seed=options.seed, per_worker=kinds.uses_coordinator(strategy)))
 
-  meter = RunMeter(global_batch_size, started=run.started, initial_epoch=run.start.epoch)
-  history = model.fit(data, epochs=options.epochs, initial_epoch=run.start.epoch,
-                      steps_per_epoch=run.steps_per_epoch,
-                      callbacks=[*output_callbacks(run, model), *callbacks, meter],
+  first_epoch = trainer.starting_point.epoch
+  meter = RunMeter(global_batch_size, started=trainer.start_time, initial_epoch=first_epoch)
+  history = model.fit(data, epochs=options.epochs, initial_epoch=first_epoch,
+                      steps_per_epoch=trainer.steps_per_epoch,
+                      callbacks=[*output_callbacks(trainer, model), *callbacks, meter],
                       verbose=1 if sys.stdout.isatty() else 2)
   result = TrainHistory(
       losses=history.history.get("loss", []), accuracies=history.history.get("accuracy", []),
@@ -137,5 +136,5 @@ def train_with_fit(*, strategy: tf.distribute.Strategy, source: DatasetSource,
   if not history.epoch:
     # fit ran no epoch, so its backup held them all: the run ended after training, before its
     # outputs were written (e.g. a crash while exporting). Only the outputs remain to write.
-    result = run.resumed_after_training()
-  return model, run.finish(model, result)
+    result = trainer.resumed_after_training()
+  return model, trainer.finish(model, result)

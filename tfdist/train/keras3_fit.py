@@ -13,20 +13,19 @@ from __future__ import annotations
 
 from typing import Sequence
 
-
 from tfdist.train.custom_loop import CustomLoop
-from tfdist.train.run import Run
+from tfdist.train.trainer import Trainer
 
 
 class Keras3FitLoop(CustomLoop):
   """Runs `model.train_step` on each replica, `steps_per_execution` steps per call.
 
   Example:
-    history = Keras3FitLoop(run, compiled_model).train()
+    history = Keras3FitLoop(trainer, compiled_model).train()
   """
 
-  def __init__(self, run: Run, model, callbacks: Sequence = ()):
-    super().__init__(run, model, model.optimizer, callbacks=callbacks)
+  def __init__(self, trainer: Trainer, model, callbacks: Sequence = ()):
+    super().__init__(trainer, model, model.optimizer, callbacks=callbacks)
     self.steps_per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
 
   def _replica_step(self, features, labels):

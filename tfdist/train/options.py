@@ -14,10 +14,6 @@ class TrainOptionsError(ValueError):
   """A training option is invalid; the message names the field."""
 
 
-class ModelDirError(TrainOptionsError):
-  """The model dir cannot serve this run (e.g. not shared by every task); names the task."""
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
   """Attributes:
@@ -35,8 +31,9 @@ class TrainOptions:
       epoch always has one) widen until one save costs at most half this share of the
       training between two (saving.py). 0: backups exactly every `backup_every_steps`, a
       checkpoint after every epoch.
-    steps_per_execution: train steps per tf.function call in `fit`.
-    steps_per_loop: train steps per tf.function call in the custom loop.
+    steps_per_execution: train steps per tf.function call, in both loops (`fit` of a model
+      tfdist compiles, and the custom loop; a model you compiled keeps its own). The old
+      name `steps_per_loop` is a deprecated alias (config.py).
     export: save the trained model (SavedModel) under model_dir/export.
     init_checkpoint: start a new run from these weights: a weights checkpoint prefix
       (`.../checkpoints/ckpt-0004`) or a tfdist model dir (its final checkpoint). A run
@@ -55,7 +52,6 @@ class TrainOptions:
   backup_every_steps: int = 50
   save_share: float = 0.01
   steps_per_execution: int = 10
-  steps_per_loop: int = 10
   export: bool = True
   mixed_precision: str = "auto"
   init_checkpoint: Optional[str] = None
@@ -65,7 +61,6 @@ class TrainOptions:
     if self.steps_per_epoch is not None:
       _positive_int("train.steps_per_epoch", self.steps_per_epoch)
     _positive_int("train.steps_per_execution", self.steps_per_execution)
-    _positive_int("train.steps_per_loop", self.steps_per_loop)
     if not isinstance(self.backup_every_steps, int) or self.backup_every_steps < 0:
       raise TrainOptionsError(
           f"`train.backup_every_steps` ({self.backup_every_steps!r}) must be an integer >= 0")

@@ -9,7 +9,7 @@ FLOAT16 = "float16"
 POLICIES = (AUTO, OFF, BFLOAT16, FLOAT16)
 
 
-def decide(requested: str, *, builtin_model: bool, gpu: bool, native_bfloat16: bool
+def choose_policy(requested: str, *, builtin_model: bool, gpu: bool, native_bfloat16: bool
            ) -> tuple[str, str]:
   """Returns (policy, reason). `auto` turns bfloat16 on only where it is fast and safe:
   tfdist's own models (their logits stay float32) on a CPU that computes bfloat16

@@ -16,9 +16,11 @@ import dataclasses
 import os
 from typing import Optional
 
-from tfdist.train.options import TrainOptionsError
-from tfdist.train.outputs import (CHECKPOINTS, METRICS, RUN_FINISHED, ModelDir, checkpoint_epoch,
-                                  gfile, latest_checkpoint, read_json)
+from absl import logging
+
+from tfdist.checkpoint.model_dir import (CHECKPOINTS, METRICS, RUN_FINISHED, CheckpointError,
+                                         ModelDir, checkpoint_epoch, gfile, latest_checkpoint,
+                                         read_json)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +31,7 @@ class StartingPoint:
   reason: str = "a new run from scratch"
 
 
-def decide(record: Optional[dict], has_backup: bool, model_dir: ModelDir, epochs: int,
+def starting_point(record: Optional[dict], has_backup: bool, model_dir: ModelDir, epochs: int,
            init_checkpoint: Optional[str]) -> StartingPoint:
   """The starting point by the module's rule. `record` is run.json as read before this run."""
   if has_backup:
@@ -65,7 +67,7 @@ def resolve_checkpoint(path: str, field: str = "train.init_checkpoint") -> str:
   """A weights checkpoint prefix from a prefix, a tfdist model dir or a checkpoint dir.
 
   Raises:
-    TrainOptionsError: nothing there to start from (one line, names `field`).
+    CheckpointError: nothing there to start from (one line, names `field`).
   """
   io = gfile()
   if io.exists(path + ".index"):
@@ -79,6 +81,11 @@ def resolve_checkpoint(path: str, field: str = "train.init_checkpoint") -> str:
     found = latest_checkpoint(path) or tf.train.latest_checkpoint(path)
     if found:
       return found
-  raise TrainOptionsError(
+  raise CheckpointError(
       f"`{field}` ({path!r}): no checkpoint there; expected a checkpoint prefix "
       "(MODEL_DIR/checkpoints/ckpt-0004) or a tfdist model dir")
+
+
+def log_resume(epoch: int, step: int) -> None:
+  """The one line every loop logs when it restored a backup (epoch counts from 1)."""
+  logging.info("Resumed from backup at epoch %d after step %d (not from the start)", epoch, step)

@@ -11,7 +11,7 @@ from absl import logging
 
 from tfdist.data import DatasetSource
 from tfdist.models import ModelFn, generations
-from tfdist.train.outputs import checkpoint_epoch, latest_checkpoint  # noqa: F401 (re-exported)
+from tfdist.checkpoint.model_dir import checkpoint_epoch
 
 AccuracyFn = Callable[[tf.data.Dataset], tuple[float, int]]
 
@@ -55,8 +55,7 @@ class CheckpointEvaluator:
 
   def __init__(self, source: DatasetSource, model_fn: ModelFn, mixed_precision: str,
                tensorboard_dir: Optional[str] = None):
-    generations.set_global_policy(
-        "float32" if mixed_precision in ("off", "auto") else f"mixed_{mixed_precision}")
+    generations.set_mixed_precision(mixed_precision)
     self.model = model_fn(source.input_shape, source.num_classes)
     self.dataset = source.eval_dataset(256)
     self.accuracy = accuracy_fn(self.model)

@@ -26,12 +26,10 @@ a cluster's start-up, as one line on every task.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from typing import Callable, Optional
 
 import tensorflow as tf
-from tensorflow.core.framework import graph_pb2
 # TF's own auto-shard rewrite, the one `experimental_distribute_dataset` applies: there is
 # no public call that shards a dataset by its files.
 from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
@@ -39,14 +37,12 @@ from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
 from tfdist._input import short
 from tfdist._user_code import import_function, innermost_frame
 from tfdist.data.batching import FILE
+from tfdist.data.files import count_files
 from tfdist.data.options import DataSourceError
-from tfdist.data.sources import DatasetSource
+from tfdist.data.source import DatasetSource
 
 DataFn = Callable[..., tf.data.Dataset]
 
-# Dataset ops that read files (their file list is what FILE sharding splits).
-_FILE_READERS = frozenset({"TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset",
-                           "FixedLengthRecordDataset", "FixedLengthRecordDatasetV2"})
 _ONE_PIPELINE = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
                                            num_replicas_in_sync=1)
 
@@ -78,34 +74,42 @@ class FunctionSource(DatasetSource):
     self.train_split = train_split
     self.eval_split = eval_split or "test"
     self.shuffle_buffer = shuffle_buffer
+    self._facts: Optional[tuple[tuple, int, int, int]] = None
 
-  # The function is first called when these are read: after the strategy is built, since
-  # building any dataset starts TensorFlow's runtime, and MultiWorkerMirroredStrategy must
-  # configure it first.
+  # The function is first called by `prepare`: after the strategy is built, since building
+  # any dataset starts TensorFlow's runtime, and MultiWorkerMirroredStrategy must configure
+  # it first.
+
+  def prepare(self) -> "FunctionSource":
+    """Calls the function for both splits and counts the train examples and classes."""
+    if self._facts is None:
+      train = self._call(self.train_split, _ONE_PIPELINE)
+      self._call(self.eval_split, _ONE_PIPELINE)  # fails now, not after training
+      num_examples, num_classes = self._count(train)
+      files = 0 if self.shards_itself else count_files(train)
+      self._facts = tuple(train.element_spec[0].shape), num_classes, num_examples, files
+    return self
+
+  def _fact(self, index: int):
+    if self._facts is None:
+      raise RuntimeError(f"{self.name}: call prepare() before reading what the data holds")
+    return self._facts[index]
 
   @property
   def input_shape(self) -> tuple:
-    return self._facts[0]
+    return self._fact(0)
 
   @property
   def num_classes(self) -> int:
-    return self._facts[1]
+    return self._fact(1)
 
   @property
   def num_train_examples(self) -> int:
-    return self._facts[2]
+    return self._fact(2)
 
   @property
   def num_train_files(self) -> int:
-    return self._facts[3]
-
-  @functools.cached_property
-  def _facts(self) -> tuple[tuple, int, int, int]:
-    train = self._call(self.train_split, _ONE_PIPELINE)
-    self._call(self.eval_split, _ONE_PIPELINE)  # fails now, not after training
-    num_examples, num_classes = self._count(train)
-    files = 0 if self.shards_itself else count_files(train)
-    return tuple(train.element_spec[0].shape), num_classes, num_examples, files
+    return self._fact(3)
 
   def _call(self, split: str, context: tf.distribute.InputContext) -> tf.data.Dataset:
     kwargs = {"split": split, **({"input_context": context} if self.shards_itself else {})}
@@ -159,51 +163,3 @@ def _check_examples(ds: object, name: str, split: str) -> None:
     raise DataSourceError(
         f"{where}: labels are {short(label, 120)}; expected one integer class id per example "
         "(unbatched: tfdist batches)")
-
-
-def count_files(ds: tf.data.Dataset) -> int:
-  """The files `ds` reads through a list of names FILE sharding can split (0: none found).
-
-  Walks the dataset's graph from its output to its source: a reader op, or an
-  interleave/flat-map whose function reads files, fed by a constant list of names
-  (from_tensor_slices, list_files, TFRecordDataset([...])).
-  """
-  graph = graph_pb2.GraphDef.FromString(
-      ds._as_serialized_graph().numpy())  # pylint: disable=protected-access
-  nodes = {n.name: n for n in graph.node}
-  functions = {f.signature.name: f for f in graph.library.function}
-  node = next((n for n in graph.node if n.op == "_Retval"), None)
-  reads_files = False
-  while node is not None:
-    if node.op in _FILE_READERS or any(
-        _reads_files(a.func.name, functions, set()) for a in node.attr.values()):
-      reads_files = True
-      if node.op in _FILE_READERS:  # a single reader: its filenames input is the list
-        return _strings(nodes.get(_input_name(node.input[0])))
-    elif node.op == "TensorSliceDataset" and reads_files:
-      return _strings(nodes.get(_input_name(node.input[0])))
-    inputs = [i for i in node.input if not i.startswith("^")]
-    node = nodes.get(_input_name(inputs[0])) if inputs else None
-  return 0
-
-
-def _reads_files(name: str, functions: dict, seen: set) -> bool:
-  if not name or name in seen or name not in functions:
-    return False
-  seen.add(name)
-  return any(n.op in _FILE_READERS or n.op in functions and _reads_files(n.op, functions, seen)
-             or any(_reads_files(a.func.name, functions, seen) for a in n.attr.values())
-             for n in functions[name].node_def)
-
-
-def _input_name(text: str) -> str:
-  return text.lstrip("^").split(":")[0]
-
-
-def _strings(node) -> int:
-  if node is None or node.op != "Const" or node.attr["dtype"].type != tf.string.as_datatype_enum:
-    return 0
-  count = 1
-  for dim in node.attr["value"].tensor.tensor_shape.dim:  # a scalar is one file
-    count *= dim.size
-  return count

@@ -1,4 +1,5 @@
-"""What every training loop shares: the run's setup, and its ending (export, eval, metrics.json)."""
+"""The trainer: what every training loop shares, the run's setup and its ending (export, eval,
+metrics.json). The loops (fit.py, custom_loop.py) take a Trainer and train its model."""
 
 from __future__ import annotations
 
@@ -14,28 +15,16 @@ from absl import logging
 
 import tfdist
 
-from tfdist.cluster import EVALUATOR, tf_config
-from tfdist.data import DatasetSource, per_replica_batch_size
+from tfdist.checkpoint import resume
+from tfdist.checkpoint.model_dir import (CHECKPOINTS, EXPORT, METRICS, PARAMS, RUN_RECORD,
+                                         ModelDir, ModelDirError, read_json)
+from tfdist.checkpoint.resume import log_resume
+from tfdist.cluster import EVALUATOR, TaskConfig
+from tfdist.data import DatasetSource
+from tfdist.evaluation import evaluator
 from tfdist.models import generations
-from tfdist.strategy import collective
-from tfdist.train import evaluate, start
-from tfdist.train.callbacks import log_resume
-from tfdist.train.options import ModelDirError, TrainOptions, TrainOptionsError
-from tfdist.train.outputs import CHECKPOINTS, EXPORT, METRICS, PARAMS, RUN, ModelDir, read_json
-
-# The public names of strategies whose classes are aliases.
-_PUBLIC_NAMES = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",
-                 "ParameterServerStrategyV2": "ParameterServerStrategy"}
-
-
-def strategy_class_name(strategy: tf.distribute.Strategy) -> str:
-  name = type(strategy).__name__
-  return _PUBLIC_NAMES.get(name, name)
-
-
-def uses_coordinator(strategy: tf.distribute.Strategy) -> bool:
-  """ParameterServerStrategy: steps are scheduled on workers by a ClusterCoordinator."""
-  return isinstance(strategy, tf.distribute.ParameterServerStrategy)
+from tfdist.strategy import collective, kinds
+from tfdist.train.options import TrainOptions, TrainOptionsError
 
 
 @dataclasses.dataclass
@@ -52,71 +41,76 @@ class TrainHistory:
 
 
 @dataclasses.dataclass
-class Run:
-  """One training run of one task: where it writes, how many steps it takes, where it starts.
+class Trainer:
+  """One task's training run: where it writes, how many steps it takes, where it starts.
 
-  Who writes is the strategy's answer (`should_checkpoint`: the chief); the number of
-  workers is the cluster's (TF_CONFIG).
+  Who writes is the strategy's answer (`should_checkpoint`: the chief); the cluster and
+  the run id are the task config's (None: one machine, a fresh local run id).
+
+  Example:
+    trainer = Trainer(strategy=strategy, source=source.prepare(), options=TrainOptions(),
+                      global_batch_size=64)
+    model, metrics = fit.train_with_fit(trainer, model_fn)
   """
 
   strategy: tf.distribute.Strategy
   source: DatasetSource
   options: TrainOptions
   global_batch_size: int
-  started: Optional[float] = None  # time.perf_counter() when the job started (default: now)
+  task_config: Optional[TaskConfig] = None
+  start_time: Optional[float] = None  # time.perf_counter() when the job began (default: now)
   params_yaml: Optional[str] = None  # the resolved config, written as params.yaml by `begin`
 
   def __post_init__(self):
-    self.started = time.perf_counter() if self.started is None else self.started
+    self.start_time = time.perf_counter() if self.start_time is None else self.start_time
     self.is_chief = bool(self.strategy.extended.should_checkpoint)
-    cluster = tf_config.from_environment()
-    self.num_workers = (cluster.cluster.num_compute_workers
-                        if cluster and not _single_machine(self.strategy) else 1)
-    per_replica_batch_size(self.global_batch_size, self.strategy.num_replicas_in_sync)
+    self.num_workers = (self.task_config.cluster.num_compute_workers
+                        if self.task_config and kinds.spans_machines(self.strategy) else 1)
     self.steps_per_epoch = (self.options.steps_per_epoch
                             or self.source.steps_per_epoch(self.global_batch_size))
     self.model_dir = ModelDir(self.options.model_dir, self.is_chief)
-    init = (start.resolve_checkpoint(self.options.init_checkpoint)
-            if self.options.init_checkpoint else None)
     # Every task reads what the model dir holds before the chief records this run.
     record, has_backup = self.model_dir.read_run(), self.model_dir.has_backup()
-    if collective.is_multi_worker(self.strategy):
+    if kinds.spans_processes(self.strategy):
       collective.gather_across_workers(self.strategy, [0])
-    self.start = start.decide(record, has_backup, self.model_dir, self.options.epochs, init)
-    logging.info("Run start: %s", self.start.reason)
+    self.starting_point = resume.starting_point(record, has_backup, self.model_dir,
+                                                self.options.epochs,
+                                                self.options.init_checkpoint)
+    logging.info("Run start: %s", self.starting_point.reason)
     if self.options.seed is not None:
       generations.set_random_seed(self.options.seed)
     # Before any model is built: layers take the global policy when created.
-    policy = self.options.mixed_precision
-    generations.set_global_policy("float32" if policy in ("off", "auto") else f"mixed_{policy}")
-    self.run_id = tf_config.run_id() or f"local-{uuid.uuid4().hex[:12]}"
+    generations.set_mixed_precision(self.options.mixed_precision)
+    self.run_id = ((self.task_config and self.task_config.run_id)
+                   or f"local-{uuid.uuid4().hex[:12]}")
 
   def begin(self, model: keras.Model) -> None:
     """Loads the starting weights into `model` (built in the strategy's scope), then
     records the run in the model dir. Nothing is written before the weights loaded.
     """
     self._load_starting_weights(model)
-    if self.start.done:
+    if self.starting_point.done:
       return
     if self.params_yaml is not None:  # `--config=MODEL_DIR/params.yaml` runs it again
       self.model_dir.write_text(PARAMS, self.params_yaml)
     # The sidecar evaluator builds its model with the same precision as the trainers; the
     # nonce tells this start of the run from any earlier one (see check_shared_model_dir).
-    self.model_dir.start_run(self.run_id, keep_checkpoints=self.start.epoch > 0 or None,
+    self.model_dir.start_run(self.run_id, keep_checkpoints=self.starting_point.epoch > 0 or None,
                              mixed_precision=_policy_name(self.options.mixed_precision),
                              nonce=uuid.uuid4().hex)
-    check_shared_model_dir(self.strategy, self.model_dir, self.run_id)
+    check_shared_model_dir(self.strategy, self.task_config, self.model_dir, self.run_id)
 
   def _load_starting_weights(self, model: keras.Model) -> None:
     """Raises TrainOptionsError when the checkpoint does not hold this model's weights."""
-    if self.start.weights is None:
+    weights = self.starting_point.weights
+    if weights is None:
       return
     try:
-      status = generations.load_weights(model, self.start.weights)
+      status = generations.load_weights(model, weights)
       status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
       raise TrainOptionsError(
-          f"`train.init_checkpoint`: {self.start.weights} does not hold this model's weights "
+          f"`train.init_checkpoint`: {weights} does not hold this model's weights "
           f"({str(e).splitlines()[0][:160]})") from None
     status.expect_partial()
 
@@ -141,17 +135,18 @@ class Run:
     if self.options.export:  # Every worker saves (MWMS may need them all); the chief keeps it.
       with self.model_dir.write_dir(EXPORT) as path:
         generations.export(model, path)
-    eval_accuracy, eval_examples = (evaluate.accuracy(model, self.source.eval_dataset(256))
+    eval_accuracy, eval_examples = (evaluator.accuracy(model, self.source.eval_dataset(256))
                                     if self.is_chief else (None, 0))
     losses = [_float(x) for x in history.losses]
+    num_replicas = self.strategy.num_replicas_in_sync
     metrics = {
-        "strategy": strategy_class_name(self.strategy),
+        "strategy": kinds.class_name(self.strategy),
         "loop": self.options.loop,
         "mixed_precision": _policy_name(self.options.mixed_precision),
         "num_workers": self.num_workers,
-        "num_replicas": self.strategy.num_replicas_in_sync,
+        "num_replicas": num_replicas,
         "global_batch_size": self.global_batch_size,
-        "per_replica_batch_size": self.global_batch_size // self.strategy.num_replicas_in_sync,
+        "per_replica_batch_size": self.global_batch_size // num_replicas,
         "steps_per_epoch": self.steps_per_epoch,
         "epochs_completed": history.epochs_completed,
         "train_loss": losses[-1] if losses else None,
@@ -162,10 +157,11 @@ class Run:
         "examples_per_sec": history.examples_per_sec,
         "cpu_ms_per_step": history.cpu_ms_per_step,
         "seconds_to_first_step": history.first_step_seconds,
-        "wall_seconds": time.perf_counter() - self.started,
+        "wall_seconds": time.perf_counter() - self.start_time,
         "resumed_from": history.resumed_from,
-        "started_from": {"epoch": self.start.epoch, "weights": self.start.weights,
-                         "reason": self.start.reason},
+        "started_from": {"epoch": self.starting_point.epoch,
+                         "weights": self.starting_point.weights,
+                         "reason": self.starting_point.reason},
         "dataset": self.source.name,
         "model_dir": self.model_dir.root,
         "keras": generations.generation(model),
@@ -179,8 +175,8 @@ class Run:
     return metrics
 
 
-def check_shared_model_dir(strategy: tf.distribute.Strategy, model_dir: ModelDir,
-                           run_id: str) -> None:
+def check_shared_model_dir(strategy: tf.distribute.Strategy, task_config: Optional[TaskConfig],
+                           model_dir: ModelDir, run_id: str) -> None:
   """Under MultiWorkerMirroredStrategy, fails unless every task sees the chief's run record.
 
   Every task restores the chief's backup from its own --model_dir: if those are not the
@@ -191,28 +187,23 @@ def check_shared_model_dir(strategy: tf.distribute.Strategy, model_dir: ModelDir
   Raises:
     ModelDirError: naming the first task that does not see the chief's record, and its path.
   """
-  config = tf_config.from_environment()
-  if config is None or not collective.is_multi_worker(strategy):
+  if task_config is None or not kinds.spans_processes(strategy):
     return
-  tasks = [t for t in config.cluster.tasks() if t.type != EVALUATOR]
+  cluster = task_config.cluster
+  tasks = [t for t in cluster.tasks() if t.type != EVALUATOR]
   collective.gather_across_workers(strategy, [0, 0])  # barrier: the chief has written run.json
   record = model_dir.read_run() or {}
   seen = (int(record["nonce"][:15], 16) if record.get("run_id") == run_id
           and isinstance(record.get("nonce"), str) else 0)
-  values = dict(collective.gather_across_workers(strategy, [tasks.index(config.task), seen]))
-  chief = next(i for i, t in enumerate(tasks) if config.cluster.is_chief(t))
+  values = dict(collective.gather_across_workers(strategy, [tasks.index(task_config.task), seen]))
+  chief = next(i for i, t in enumerate(tasks) if cluster.is_chief(t))
   blind = [tasks[i] for i in sorted(values) if values[i] != values[chief] or not values[i]]
   if blind:
-    where = (model_dir.path(RUN) if blind[0] == config.task
+    where = (model_dir.path(RUN_RECORD) if blind[0] == task_config.task
              else f"its --model_dir (the chief's is {model_dir.root})")
     raise ModelDirError(
         f"--model_dir: task {blind[0]} does not see the chief's run record ({where}); every "
         "task of a multi-worker job needs the same --model_dir on storage they all share")
-
-
-def _single_machine(strategy: tf.distribute.Strategy) -> bool:
-  return not isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
-                                   tf.distribute.ParameterServerStrategy))
 
 
 def _policy_name(policy: str) -> str:

@@ -16,30 +16,29 @@ from typing import Optional
 import tensorflow as tf
 from absl import logging
 
-from tfdist.cluster import tf_config
+from tfdist.checkpoint.model_dir import CHECKPOINTS, EVAL, RUN_FINISHED, ModelDir
 from tfdist.data import DatasetSource
+from tfdist.evaluation.evaluator import CheckpointEvaluator
+from tfdist.evaluation.results import append_evaluation
 from tfdist.models import ModelFn
-from tfdist.train import evaluate
-from tfdist.train.options import TrainOptions
-from tfdist.train.outputs import CHECKPOINTS, EVAL, METRICS, RUN_FINISHED, ModelDir, write_json
 
 
-def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, options: TrainOptions,
-                          poll_s: float = 1.0, run_id: Optional[str] = None) -> list[dict]:
-  """Evaluates this run's checkpoints until its final one is evaluated.
+def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, model_dir: str,
+                          run_id: str, poll_s: float = 1.0) -> list[dict]:
+  """Evaluates run `run_id`'s checkpoints in `model_dir` until its final one is evaluated.
 
-  Results go to `model_dir/eval/`: TensorBoard scalars and metrics.json.
+  Results go to `model_dir/eval/`: TensorBoard scalars, and each evaluation is added to
+  eval/metrics.json (with the run id).
 
   Args:
-    run_id: the run to follow (default: this task's, from TFDIST_RUN_ID or TF_CONFIG).
+    run_id: the run to follow (the job's: TaskConfig.run_id).
 
   Returns:
     One dict per evaluated checkpoint: checkpoint, epoch, eval_accuracy, eval_examples.
   """
-  run_id = run_id or tf_config.run_id()
-  model_dir = ModelDir(options.model_dir, is_chief=False)
+  model_dir = ModelDir(model_dir, is_chief=False)
   eval_dir = model_dir.path(EVAL)
-  evaluator: Optional[_Evaluator] = None
+  evaluator: Optional[CheckpointEvaluator] = None
   results: list[dict] = []
   logging.info("Sidecar evaluator following run %s in %s", run_id, model_dir.root)
   while True:
@@ -53,13 +52,13 @@ def run_sidecar_evaluator(*, source: DatasetSource, model_fn: ModelFn, options: 
     if pending:
       if evaluator is None:
         tf.io.gfile.makedirs(eval_dir)
-        evaluator = evaluate.CheckpointEvaluator(
+        evaluator = CheckpointEvaluator(
             source, model_fn, record.get("mixed_precision", "off"),
             tensorboard_dir=os.path.join(eval_dir, "tensorboard"))
       if len(pending) > 1:
         logging.info("Sidecar evaluator behind: skipping %s", ", ".join(pending[:-1]))
       results.append(evaluator.evaluate(model_dir.path(os.path.join(CHECKPOINTS, pending[-1]))))
-      write_json(os.path.join(eval_dir, METRICS), {"run_id": run_id, "evaluations": results})
+      append_evaluation(model_dir, {**results[-1], "run_id": run_id, "by": "sidecar evaluator"})
       continue  # More may have been written meanwhile.
     final = record.get("final_checkpoint")
     if record.get("status") == RUN_FINISHED and final == last:

@@ -3,7 +3,7 @@
 One headless Service gives every pod a stable DNS name; one Indexed Job per task
 type (chief, worker, ps, evaluator) runs its pods, pod `i` of Job `<name>-worker`
 answering at `<name>-worker-i.<name>`; each pod computes its TF_CONFIG at start
-from the cluster, its task type and `JOB_COMPLETION_INDEX` (tfdist.cluster.kubernetes).
+from the cluster, its task type and `JOB_COMPLETION_INDEX` (tfdist.cluster.kubernetes_pod).
 A NetworkPolicy admits the gRPC ports only from pods of the same job.
 
 Failures: a failed pod comes back with the same index (restartPolicy Never, the Job
@@ -25,7 +25,7 @@ import yaml
 
 from tfdist.cluster import (CHIEF, EVALUATOR, EXIT_PREEMPTED, EXIT_USER_ERROR, PS, WORKER,
                             ClusterSpec, ClusterSpecError, TaskId, tf_config)
-from tfdist.cluster import kubernetes as pod_env
+from tfdist.cluster import kubernetes_pod as pod_env
 
 CONTAINER = "tfdist"
 JOB_LABEL = "tfdist.dev/job"

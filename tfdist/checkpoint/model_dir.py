@@ -2,7 +2,9 @@
 
 Only the chief writes into `model_dir` (the sidecar evaluator into `eval/`).
 Under MultiWorkerMirroredStrategy every worker must still take part in saving;
-the others write into a local temporary dir that is removed once written.
+the others write into a local temporary dir that is removed once written
+(`ModelDir.task_dir`, the one place that decides; tf_keras's BackupAndRestore
+applies the same rule itself).
 
 The model dir may be on any file system TensorFlow knows (`gs://...`, `ram://...`),
 so every access goes through `tf.io.gfile` (imported on first use: the layout
@@ -19,7 +21,14 @@ import shutil
 import tempfile
 from typing import Any, Iterator, Optional
 
-from tfdist.train.options import ModelDirError
+
+
+class CheckpointError(ValueError):
+  """A checkpoint or model dir cannot serve this run; the message names the field."""
+
+
+class ModelDirError(CheckpointError):
+  """The model dir cannot serve this run (e.g. not shared by every task); names the task."""
 
 CHECKPOINTS = "checkpoints"
 BACKUP = "backup"
@@ -30,7 +39,7 @@ PARAMS = "params.yaml"  # the resolved experiment config (the CLI writes it)
 EVAL = "eval"  # the sidecar evaluator's outputs
 # The chief's record of the run, for the sidecar evaluator: which run this is, the checkpoints
 # it wrote (in order), and, once finished, the final one.
-RUN = "run.json"
+RUN_RECORD = "run.json"
 RUN_TRAINING = "training"
 RUN_FINISHED = "finished"
 # Per-epoch weights, as Keras ModelCheckpoint formats it; the custom loop and the evaluator agree.
@@ -135,24 +144,33 @@ class ModelDir:
     if self.is_chief and gfile().exists(self.backup):
       gfile().rmtree(self.backup)
 
+  def task_dir(self, name: str) -> str:
+    """Where this task writes `name` (a dir): the model dir's on the chief; on any other
+    task a new local temporary dir, to remove with `release` once written."""
+    if self.is_chief:
+      return self.path(name)
+    return tempfile.mkdtemp(prefix=f"tfdist-{name}-")
+
+  def release(self, task_dir: str) -> None:
+    """Removes a non-chief's temporary `task_dir` (the chief's stays)."""
+    if not self.is_chief:
+      shutil.rmtree(task_dir, ignore_errors=True)
+
   @contextlib.contextmanager
   def write_dir(self, name: str) -> Iterator[str]:
-    """The dir this task writes `name` into: the real one on the chief, else a temp dir removed after."""
-    if self.is_chief:
-      path = self.path(name)
+    """The path this task writes `name` to while in the block (a temp one off the chief)."""
+    folder = self.root if self.is_chief else self.task_dir(name)
+    try:
+      path = os.path.join(folder, name)
       gfile().makedirs(os.path.dirname(path))
       yield path
-      return
-    tmp = tempfile.mkdtemp(prefix=f"tfdist-{name}-")
-    try:
-      yield os.path.join(tmp, name)
     finally:
-      shutil.rmtree(tmp, ignore_errors=True)
+      self.release(folder)
 
   # --- The run record (run.json), written by the chief, read by the sidecar evaluator. ---
 
   def read_run(self) -> Optional[dict]:
-    return read_json(self.path(RUN))
+    return read_json(self.path(RUN_RECORD))
 
   def run_finished(self, run_id: Optional[str]) -> bool:
     """True once the chief has recorded run `run_id` finished."""
@@ -196,7 +214,7 @@ class ModelDir:
 
   def _write_run(self) -> None:
     gfile().makedirs(self.root)
-    write_json(self.path(RUN), self._run)
+    write_json(self.path(RUN_RECORD), self._run)
 
   def write_text(self, name: str, text: str) -> str:
     """Writes `name` in the model dir (chief only); returns its path."""
