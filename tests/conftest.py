@@ -1,6 +1,6 @@
 """Fixtures (one prepared mnist5k data dir per session) and the test tiers' guard.
 
-Tiers (README, Development): `unit` starts no training process, `e2e` one, `cluster`
+Tiers (docs/development.md): `unit` starts no training process, `e2e` one, `cluster`
 several (a launcher, SLURM, a simulated Kubernetes job). A test without `e2e` or `cluster`
 is `unit`; the guard fails a test that starts processes of a higher tier than its marker.
 """

@@ -129,3 +129,15 @@ def test_an_empty_config_file_means_the_defaults(tmp_path):
 
 def test_overrides_that_are_not_yaml_stay_strings():
   assert config_lib.parse_overrides("model.name=" + "[" * 5000) == {"model": {"name": "[" * 5000}}
+
+
+def test_steps_per_loop_is_a_deprecated_name_of_steps_per_execution(caplog):
+  from tfdist import config as config_lib
+  config = config_lib.build({"train": {"steps_per_loop": 4}})
+  assert config.train.steps_per_execution == 4
+  assert "`train.steps_per_loop` is deprecated: it is now `train.steps_per_execution`" in \
+      caplog.text
+  with pytest.raises(config_lib.ConfigError, match="give only `train.steps_per_execution`"):
+    config_lib.build({"train": {"steps_per_loop": 4, "steps_per_execution": 8}})
+  later = config_lib.build({"train": {"steps_per_execution": 8}}, {"train": {"steps_per_loop": 2}})
+  assert later.train.steps_per_execution == 2  # a later layer wins, under either name

@@ -2,7 +2,7 @@
 
 Saves are written by a background thread at the lowest CPU priority: the training loop
 waits only while the variables are copied, and the write uses CPU time training leaves
-idle (README: "What saving costs"). How often a run saves is bounded by what a save
+idle (docs/performance.md, "What saving costs"). How often a run saves is bounded by what a save
 costs: the run's first backup and first epoch checkpoint are timed, and each kind's
 interval widens until saving costs at most `--save_share` of training time (half of it
 for backups, half for epoch checkpoints).

@@ -24,7 +24,7 @@ _CLUSTER_SPEC = flags.DEFINE_string(
 _TASK = flags.DEFINE_string("task", None, "This process's task in --cluster_spec, TYPE:INDEX.")
 
 # Flags that set one config field; given on the command line, they win over everything.
-_FIELD_FLAGS = {
+FIELD_FLAGS = {
     "slurm_tasks": ("cluster.slurm_tasks", flags.DEFINE_string(
         "slurm_tasks", None, "Inside a SLURM step without TF_CONFIG: the roles of its ranks, "
         "e.g. chief:1,worker:2,ps:1 (default: every task a worker).")),
@@ -60,15 +60,18 @@ _FIELD_FLAGS = {
     "download": ("data.download", flags.DEFINE_boolean(
         "download", None, "Let TFDS download a tfds: dataset that is not prepared.")),
     "global_batch_size": ("data.global_batch_size", flags.DEFINE_integer(
-        "global_batch_size", None, "Examples per step over all replicas.")),
+        "global_batch_size", None, "Examples per step over all replicas (must divide by the "
+        "replica count: each replica gets global / replicas).")),
     "epochs": ("train.epochs", flags.DEFINE_integer("epochs", None, "Epochs to train.")),
     "steps_per_epoch": ("train.steps_per_epoch", flags.DEFINE_integer(
         "steps_per_epoch", None, "Steps per epoch (default: one pass over the train split).")),
     "learning_rate": ("train.learning_rate", flags.DEFINE_float(
         "learning_rate", None, "Adam learning rate for uncompiled models.")),
-    "seed": ("train.seed", flags.DEFINE_integer("seed", None, "Random seed.")),
+    "seed": ("train.seed", flags.DEFINE_integer(
+        "seed", None, "Seeds Python, NumPy, TensorFlow and the input shuffle.")),
     "model_dir": ("train.model_dir", flags.DEFINE_string(
-        "model_dir", None, "Checkpoints, backups, TensorBoard, export, metrics.json.")),
+        "model_dir", None, "Checkpoints, backups, TensorBoard, export, metrics.json (any "
+        "TensorFlow file system, e.g. gs://; shared by every task of a multi-worker job).")),
     "init_checkpoint": ("train.init_checkpoint", flags.DEFINE_string(
         "init_checkpoint", None, "Start from these weights: a checkpoint (DIR/checkpoints/"
         "ckpt-0004) or a tfdist model dir (its final checkpoint). Only for a new --model_dir: "
@@ -81,7 +84,8 @@ _FIELD_FLAGS = {
     "steps_per_loop": ("train.steps_per_loop", flags.DEFINE_integer(
         "steps_per_loop", None, "Deprecated: --steps_per_execution.")),
     "backup_every_steps": ("train.backup_every_steps", flags.DEFINE_integer(
-        "backup_every_steps", None, "Back up training state every N steps (0: each epoch).")),
+        "backup_every_steps", None, "The least interval between backups of the training state, in "
+        "steps (0: each epoch); a backup also when training ends.")),
     "save_share": ("train.save_share", flags.DEFINE_float(
         "save_share", None, "Share of training time saving may cost, half for backups and "
         "half for epoch checkpoints: their intervals widen until it does (0: backups exactly "
@@ -99,7 +103,7 @@ def experiment_config() -> config_lib.ExperimentConfig:
     layers.append(config_lib.read_yaml(_CONFIG.value))
   layers.append(config_lib.parse_overrides(_PARAMS_OVERRIDE.value))
   given: dict[str, dict] = {}
-  for flag_name, (path, holder) in _FIELD_FLAGS.items():
+  for flag_name, (path, holder) in FIELD_FLAGS.items():
     if flags.FLAGS[flag_name].present:
       section, key = path.split(".")
       given.setdefault(section, {})[key] = holder.value

@@ -29,7 +29,7 @@ class TrainOptions:
       for epoch checkpoints: the run's first backup and first epoch checkpoint are timed,
       and the backup interval (in steps) and the checkpoint interval (in epochs; the last
       epoch always has one) widen until one save costs at most half this share of the
-      training between two (saving.py). 0: backups exactly every `backup_every_steps`, a
+      training between two (checkpoint/schedule.py). 0: backups exactly every `backup_every_steps`, a
       checkpoint after every epoch.
     steps_per_execution: train steps per tf.function call, in both loops (`fit` of a model
       tfdist compiles, and the custom loop; a model you compiled keeps its own). The old
