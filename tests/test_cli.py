@@ -75,7 +75,7 @@ def test_unreadable_files_exit_2_with_one_line(tmp_path, flag, content, fragment
   assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.e2e
+@pytest.mark.cluster
 def test_a_model_dir_that_cannot_be_a_directory_exits_2(tmp_path):
   (tmp_path / "file").write_text("x")
   result = run_tfdist("train", f"--model_dir={tmp_path / 'file'}")

@@ -41,6 +41,16 @@ USER_DATA = textwrap.dedent('''
       return tf.data.Dataset.from_tensor_slices(ids).map(
           lambda i: (tf.stack([tf.cast(i, tf.float32), 1.0]), i % 2))
 
+    def _as_dict(features, label):  # the id among string and number features
+      return {"id": tf.cast(features[0], tf.int64), "tag": tf.strings.as_string(label),
+              "values": features[1:]}, label
+
+    def dict_rows_with_ids(split):
+      return rows_with_ids(split).map(_as_dict)
+
+    def dict_generated_with_ids(split):
+      return generated_with_ids(split).map(_as_dict)
+
     def batched(split):
       return rows(split).batch(8)
 
@@ -92,7 +102,9 @@ def test_user_data_trains_under_mirrored(tmp_path, user_data):
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("function, policy", [("rows_with_ids", "FILE"),
-                                              ("generated_with_ids", "DATA")])
+                                              ("generated_with_ids", "DATA"),
+                                              ("dict_rows_with_ids", "FILE"),
+                                              ("dict_generated_with_ids", "DATA")])
 def test_user_data_every_example_once_per_epoch_over_two_workers(tmp_path, user_data, function,
                                                                  policy):
   env, _ = user_data
@@ -131,7 +143,8 @@ def test_library_entry_point_with_user_data_on_every_task_of_two_workers(tmp_pat
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("function, fragment", [
-    ("batched", "features are TensorSpec(shape=(None, 4)"),
+    ("batched", "gives batches (features float32[None,4], label int64[None]); expected "
+                "unbatched examples"),
     ("broken", "`data.dataset` (my_data:broken) raised ZeroDivisionError for split 'train'"),
     ("no_split", "the function must take `split`"),
     ("missing", "my_data has no function 'missing'"),
@@ -182,7 +195,7 @@ def test_tfds_datasets_of_any_fixed_shape_features_and_unsupported_ones(tmp_path
       prepare(data_dir, 2)
       TextLabels(data_dir=data_dir).download_and_prepare()
       source = load_source(DataOptions(dataset="tfds:example_ids", data_dir=data_dir))
-      print("ids", source.input_shape, source.num_classes, source.num_train_examples)
+      print("ids", source.example_spec.input_shape, source.num_classes, source.num_train_examples)
       try:
         load_source(DataOptions(dataset="tfds:text_labels", data_dir=data_dir))
       except DataSourceError as e:

@@ -23,7 +23,7 @@ def test_prepared_dataset_has_shards_and_real_images(data_dir):
   source = load_source(DataOptions(data_dir=data_dir))
   assert (source.num_train_examples, source.num_eval_examples) == (4000, 1000)
   assert source.num_train_files == mnist5k.NUM_SHARDS
-  assert source.input_shape == (28, 28, 1) and source.num_classes == 10
+  assert source.example_spec.input_shape == (28, 28, 1) and source.num_classes == 10
   images, labels = next(iter(source.eval_dataset(1000)))
   assert images.dtype == tf.float32 and float(tf.reduce_max(images)) == 1.0
   assert np.bincount(labels.numpy()).tolist() == [100] * 10

@@ -10,7 +10,7 @@ from tfdist.models import ModelError, ModelOptions, resolve
 
 def test_registry_models_build_and_output_logits():
   for name in ("cnn", "mlp"):
-    model = resolve(name)((28, 28, 1), 10)
+    model = resolve(name)(input_shape=(28, 28, 1), num_classes=10)
     assert model.output_shape == (None, 10)
     assert model.layers[-1].activation.__name__ == "linear"
 
@@ -35,8 +35,8 @@ def user_module(tmp_path, monkeypatch):
 
 
 def test_user_functions_get_the_arguments_they_declare(user_module):
-  assert resolve(f"{user_module}:tiny")((28, 28, 1), 7).output_shape == (None, 7)
-  assert resolve(f"{user_module}:no_args")((28, 28, 1), 10).output_shape == (None, 10)
+  assert resolve(f"{user_module}:tiny")(input_shape=(28, 28, 1), num_classes=7).output_shape == (None, 7)
+  assert resolve(f"{user_module}:no_args")(input_shape=(28, 28, 1), num_classes=10).output_shape == (None, 10)
 
 
 @pytest.mark.parametrize("name, message", [
@@ -52,7 +52,7 @@ def test_bad_model_names(user_module, name, message):
 
 def test_user_function_must_return_a_keras_model(user_module):
   with pytest.raises(ModelError, match="returned builtins.int; expected a Keras model"):
-    resolve(f"{user_module}:not_a_model")((28, 28, 1), 10)
+    resolve(f"{user_module}:not_a_model")(input_shape=(28, 28, 1), num_classes=10)
 
 
 def test_model_options_check_the_name():

@@ -22,17 +22,19 @@ def test_backups_follow_the_model_own_steps_per_execution(tmp_path, data_dir,
   from tfdist.data import DataOptions, load_source
   from tfdist.models import resolve
   from tfdist.checkpoint.backup import BackupAndRestore
-  from tfdist.train.fit import compile_if_needed, output_callbacks
+  from tfdist.models import compile_if_needed
+  from tfdist.train.fit import output_callbacks
   from tfdist.train.trainer import Trainer
   options = TrainOptions(model_dir=str(tmp_path / "run"), backup_every_steps=50,
                          steps_per_execution=10)
   trainer = Trainer(strategy=tf.distribute.get_strategy(), options=options, global_batch_size=64,
-                    source=load_source(DataOptions(data_dir=data_dir)).prepare())
-  model = resolve("mlp")((28, 28, 1), 10)
+                    source=load_source(DataOptions(data_dir=data_dir)).prepare(),
+                    model_fn=resolve("mlp"))
+  model = resolve("mlp")(input_shape=(28, 28, 1), num_classes=10)
   if user_steps_per_execution:
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
                   steps_per_execution=user_steps_per_execution)
-  model = compile_if_needed(model, options)
+  model = compile_if_needed(model, learning_rate=1e-3, steps_per_execution=10, class_ids=True)
   backup = next(c for c in output_callbacks(trainer, model)
                 if isinstance(c, BackupAndRestore))
   assert backup.save_freq == save_freq

@@ -30,7 +30,7 @@ from tfdist.checkpoint import ModelDir, resume
 from tfdist.checkpoint.model_dir import check_model_dir
 from tfdist.cluster import EXIT_OK, TaskConfig, environments
 from tfdist.data import load_source, per_replica_batch_size
-from tfdist.models import BUILTIN_MODELS, ModelFn, generations, resolve
+from tfdist.models import BUILTIN_MODELS, ModelFn, generations, resolve, with_known_arguments
 from tfdist.strategy import ROLE_EVALUATOR, ROLE_SERVER, devices, factory, parameter_server
 from tfdist.strategy.startup import StartupWatchdog
 from tfdist.train import precision
@@ -48,12 +48,14 @@ def run(config: Config = None, *, model_fn: Optional[ModelFn] = None,
   Args:
     config: an ExperimentConfig, {section: {key: value}} over the defaults, a YAML
       file's path, or None (the defaults). See tfdist/config.py.
-    model_fn: `fn(input_shape, num_classes)` returning a Keras model (default: the
-      config's `model.name`).
-    data_fn: `fn(split)` or `fn(split, input_context)` returning a tf.data.Dataset
-      of (features, label) (default: the config's `data.dataset`; see data/function_source.py).
+    model_fn: a function returning a Keras model, compiled or not, taking what it needs of
+      `input_shape`, `num_classes`, `features_spec`, `labels_spec` (models/registry.py;
+      default: the config's `model.name`).
+    data_fn: `fn(split)` or `fn(split, input_context)` returning a tf.data.Dataset of
+      unbatched (features, label[, sample_weight]) (default: the config's `data.dataset`;
+      see data/examples.py).
     step_loss: with `train.loop=custom`, `fn(model, features, labels)` returning
-      (per-example losses, predictions) (default: sparse cross-entropy).
+      (per-example losses, predictions) (default: the model's compiled loss and metrics).
     optimizer: with `train.loop=custom`, the optimizer (default: the model's, else Adam).
     callbacks: Keras callbacks of the model's Keras, run by `fit` (tf_keras: all hooks;
       Keras 3 and the custom loop: the train and epoch hooks, with the epoch's figures).
@@ -115,7 +117,8 @@ class Job:
     self.builtin_model = model_fn is None and config.model.name in BUILTIN_MODELS
     self.prepared = False
     if self.choice.role != ROLE_SERVER:  # Servers run no Python model or input.
-      self.model_fn = model_fn or resolve(config.model.name)
+      self.model_fn = (with_known_arguments(model_fn) if model_fn is not None
+                       else resolve(config.model.name))
       self.source = load_source(config.data, data_fn)
       per_replica_batch_size(config.data.global_batch_size, factory.expected_replicas(
           self.choice, config.strategy, self.task_config))
@@ -140,6 +143,7 @@ class Job:
     if self.choice.role != ROLE_EVALUATOR:
       self.strategy = self._make_strategy()
     self.source.prepare()
+    self.model_fn.check(**self.source.model_arguments())  # still quiet: the only line printed
     self.prepared = True
 
   def run(self) -> Optional[dict]:
@@ -165,15 +169,14 @@ class Job:
         config, header=f"{versions_line()}\n# Run again: tfdist train --config=<this file>")
     # pylint: disable-next=import-outside-toplevel
     from tfdist.train import Trainer, train_with_custom_loop, train_with_fit
-    trainer = Trainer(strategy=self.strategy, source=self.source, options=config.train,
-                      global_batch_size=config.data.global_batch_size,
+    trainer = Trainer(strategy=self.strategy, source=self.source, model_fn=self.model_fn,
+                      options=config.train, global_batch_size=config.data.global_batch_size,
                       task_config=self.task_config, start_time=self.start_time,
                       params_yaml=params_yaml)
     if config.train.loop == "custom":
-      _, metrics = train_with_custom_loop(trainer, self.model_fn, callbacks=self.callbacks,
-                                          **self.loop_extras)
+      _, metrics = train_with_custom_loop(trainer, callbacks=self.callbacks, **self.loop_extras)
     else:
-      _, metrics = train_with_fit(trainer, self.model_fn, callbacks=self.callbacks)
+      _, metrics = train_with_fit(trainer, callbacks=self.callbacks)
     return metrics
 
   def _serve(self) -> None:

@@ -204,6 +204,11 @@ class ModelDir:
       self._run["checkpoints"].append(name)
       self._write_run()
 
+  def recorded_checkpoint(self) -> Optional[str]:
+    """The path of the last checkpoint this run recorded (this task's record: the chief's)."""
+    names = (self._run or {}).get("checkpoints") or []
+    return self.path(os.path.join(CHECKPOINTS, names[-1])) if names else None
+
   def finish_run(self) -> None:
     """Marks the run finished, naming its last checkpoint: the evaluator's cue to stop."""
     if self._run is not None:

@@ -46,7 +46,7 @@ def main(argv: Sequence[str]) -> int:
     from tfdist.models import resolve  # pylint: disable=import-outside-toplevel
     from tfdist.strategy import factory  # pylint: disable=import-outside-toplevel
     from tfdist.evaluation import evaluator, results  # pylint: disable=import-outside-toplevel
-    model_fn, source = resolve(config.model.name), load_source(config.data)
+    model_fn, source = resolve(config.model.name), load_source(config.data).prepare()
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.INFO)
   strategy = factory.make_strategy(StrategyOptions(), None)  # auto on this machine
@@ -57,8 +57,8 @@ def main(argv: Sequence[str]) -> int:
             "split": source.eval_split, "dataset": source.name, "by": "tfdist evaluate"}
   path = results.append_evaluation(model_dir, result)
   print(f"tfdist: evaluated {result['checkpoint']} of {config.model.name} on {source.name} "
-        f"({source.eval_split}): eval_accuracy {result['eval_accuracy']:.4f} "
-        f"({result['eval_examples']:,} examples); metrics in {path}", flush=True)
+        f"({source.eval_split}): {evaluator.describe(result)} ({result['eval_examples']:,} "
+        f"examples); metrics in {path}", flush=True)
   return EXIT_OK
 
 

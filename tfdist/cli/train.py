@@ -151,13 +151,16 @@ def main(argv: Sequence[str]) -> int:
 
 def summary_line(config: config_lib.ExperimentConfig, metrics: dict) -> str:
   def shown(key: str, spec: str) -> str:  # None after a run resumed with nothing left to train
-    return "n/a" if metrics[key] is None else format(metrics[key], spec)
+    return "n/a" if metrics.get(key) is None else format(metrics[key], spec)
 
+  evaluation = [("eval_loss", metrics.get("eval_loss"))] + [
+      (f"eval_{name}", value) for name, value in (metrics.get("eval_metrics") or {}).items()]
+  figures = "".join(f"{name} {value:.4f}, " for name, value in evaluation if value is not None)
   return (f"tfdist: trained {config.model.name} on {metrics['dataset']} with {metrics['strategy']} "
           f"({metrics['num_workers']} worker(s), {metrics['num_replicas']} replica(s)): "
           f"{metrics['epochs_completed']} epochs, train_loss {shown('train_loss', '.4f')}, "
-          f"eval_accuracy {shown('eval_accuracy', '.4f')}, "
-          f"{shown('examples_per_sec', ',.0f')} examples/s, {metrics['wall_seconds']:.1f} s; "
+          f"{figures}{shown('examples_per_sec', ',.0f')} examples/s, "
+          f"{metrics['wall_seconds']:.1f} s; "
           f"metrics in {os.path.join(metrics['model_dir'], 'metrics.json')}")
 
 

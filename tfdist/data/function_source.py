@@ -1,7 +1,8 @@
 """A user's own data: `--dataset=package.module:function`.
 
 The function returns the examples of one split, unbatched and unshuffled, as a
-tf.data.Dataset of (features, label) with integer class labels:
+tf.data.Dataset of (features, label) or (features, label, sample_weight): any
+features and numeric labels, as data/examples.py says:
 
     def my_data(split):                      # "train", or the eval split ("test")
       files = tf.io.gfile.glob(f"/data/{split}-*.csv")
@@ -18,8 +19,8 @@ epoch: shuffle nothing (tfdist does), or seed it. A function that also takes
 `input_context` (a tf.distribute.InputContext) shards itself and tfdist leaves
 its sharding alone.
 
-Before training, one pass over the train labels counts the examples and the
-classes (the largest label + 1). The function is first called once the strategy
+Before training, one pass over the train split counts the examples and, where the
+labels are class ids, the classes (the largest label + 1). The function is first called once the strategy
 is built (TensorFlow's runtime must not start before), so its errors come after
 a cluster's start-up, as one line on every task.
 """
@@ -27,7 +28,7 @@ a cluster's start-up, as one line on every task.
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import tensorflow as tf
 # TF's own auto-shard rewrite, the one `experimental_distribute_dataset` applies: there is
@@ -37,7 +38,8 @@ from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
 from tfdist._input import short
 from tfdist._user_code import import_function, innermost_frame
 from tfdist.data.batching import FILE
-from tfdist.data.files import count_files
+from tfdist.data.examples import ExampleSpec
+from tfdist.data.graph import count_files, is_batched
 from tfdist.data.options import DataSourceError
 from tfdist.data.source import DatasetSource
 
@@ -45,6 +47,15 @@ DataFn = Callable[..., tf.data.Dataset]
 
 _ONE_PIPELINE = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
                                            num_replicas_in_sync=1)
+
+
+class _Facts(NamedTuple):
+  """What `prepare` reads from the data."""
+
+  example_spec: ExampleSpec
+  num_classes: Optional[int]
+  num_train_examples: int
+  num_train_files: int
 
 
 def import_data_fn(name: str) -> DataFn:
@@ -74,44 +85,51 @@ class FunctionSource(DatasetSource):
     self.train_split = train_split
     self.eval_split = eval_split or "test"
     self.shuffle_buffer = shuffle_buffer
-    self._facts: Optional[tuple[tuple, int, int, int]] = None
+    self._facts: Optional[_Facts] = None
 
   # The function is first called by `prepare`: after the strategy is built, since building
   # any dataset starts TensorFlow's runtime, and MultiWorkerMirroredStrategy must configure
   # it first.
 
   def prepare(self) -> "FunctionSource":
-    """Calls the function for both splits and counts the train examples and classes."""
+    """Calls the function for both splits, checks they hold the same kind of examples, and
+    counts the train examples (and the classes, where labels are class ids)."""
     if self._facts is None:
-      train = self._call(self.train_split, _ONE_PIPELINE)
-      self._call(self.eval_split, _ONE_PIPELINE)  # fails now, not after training
-      num_examples, num_classes = self._count(train)
+      train, spec = self._call(self.train_split, _ONE_PIPELINE)
+      _, eval_spec = self._call(self.eval_split, _ONE_PIPELINE)  # fails now, not after training
+      if not spec.same_structure(eval_spec):
+        raise DataSourceError(
+            f"`data.dataset` ({self.name}): splits {self.train_split!r} and {self.eval_split!r} "
+            f"hold different examples ({spec.describe()}; vs {eval_spec.describe()}); expected "
+            "the same structure and dtypes")
+      num_examples, num_classes = self._count(train, spec)
       files = 0 if self.shards_itself else count_files(train)
-      self._facts = tuple(train.element_spec[0].shape), num_classes, num_examples, files
+      self._facts = _Facts(spec, num_classes, num_examples, files)
     return self
 
-  def _fact(self, index: int):
+  def _fact(self, name: str):
     if self._facts is None:
       raise RuntimeError(f"{self.name}: call prepare() before reading what the data holds")
-    return self._facts[index]
+    return getattr(self._facts, name)
 
   @property
-  def input_shape(self) -> tuple:
-    return self._fact(0)
+  def example_spec(self) -> ExampleSpec:
+    return self._fact("example_spec")
 
   @property
-  def num_classes(self) -> int:
-    return self._fact(1)
+  def num_classes(self) -> Optional[int]:
+    return self._fact("num_classes")
 
   @property
   def num_train_examples(self) -> int:
-    return self._fact(2)
+    return self._fact("num_train_examples")
 
   @property
   def num_train_files(self) -> int:
-    return self._fact(3)
+    return self._fact("num_train_files")
 
-  def _call(self, split: str, context: tf.distribute.InputContext) -> tf.data.Dataset:
+  def _call(self, split: str,
+            context: tf.distribute.InputContext) -> tuple[tf.data.Dataset, ExampleSpec]:
     kwargs = {"split": split, **({"input_context": context} if self.shards_itself else {})}
     try:
       ds = self.fn(**kwargs)
@@ -119,20 +137,29 @@ class FunctionSource(DatasetSource):
       raise DataSourceError(
           f"`data.dataset` ({self.name}) raised {type(e).__name__} for split {split!r}: "
           f"{short(str(e), 200)} ({innermost_frame(e.__traceback__)})") from None
-    _check_examples(ds, self.name, split)
-    return ds
+    where = f"`data.dataset` ({self.name}) for split {split!r}"
+    if not isinstance(ds, tf.data.Dataset):
+      raise DataSourceError(f"{where} returned {type(ds).__name__}; expected a tf.data.Dataset")
+    spec = ExampleSpec.of(ds.element_spec, where)
+    if tf.executing_eagerly() and is_batched(ds):  # (checked by `prepare`, not when traced)
+      raise DataSourceError(f"{where} gives batches ({spec.describe()}); expected unbatched "
+                            "examples: tfdist batches them at the per-replica batch")
+    return ds, spec
 
-  def _count(self, ds: tf.data.Dataset) -> tuple[int, int]:
-    count, largest = ds.map(lambda features, label: tf.cast(label, tf.int64)).reduce(
+  def _count(self, ds: tf.data.Dataset, spec: ExampleSpec) -> tuple[int, Optional[int]]:
+    """(examples, classes: the largest class id + 1, or None when labels are not class ids)."""
+    labels = ds.map(lambda *element: tf.cast(element[1], tf.int64) if spec.class_ids
+                    else tf.constant(-1, tf.int64))
+    count, largest = labels.reduce(
         (tf.constant(0, tf.int64), tf.constant(-1, tf.int64)),
         lambda acc, label: (acc[0] + 1, tf.maximum(acc[1], label)))
     if int(count) == 0:
       raise DataSourceError(f"`data.dataset` ({self.name}): split {self.train_split!r} "
                             "has no examples")
-    return int(count), int(largest) + 1
+    return int(count), (int(largest) + 1 if spec.class_ids else None)
 
   def _read_train(self, context, policy, shuffle_files, seed):
-    ds = self._call(self.train_split, context)
+    ds, _ = self._call(self.train_split, context)
     if policy != FILE:
       return ds
     # The pipeline's own files: TF rewrites the dataset's file list to every n-th file.
@@ -142,24 +169,4 @@ class FunctionSource(DatasetSource):
                              context.input_pipeline_id, context.num_replicas_in_sync)
 
   def _read_eval(self):
-    return self._call(self.eval_split, _ONE_PIPELINE)
-
-
-def _check_examples(ds: object, name: str, split: str) -> None:
-  """One line unless `ds` is a dataset of (features, integer scalar label)."""
-  where = f"`data.dataset` ({name}) for split {split!r}"
-  if not isinstance(ds, tf.data.Dataset):
-    raise DataSourceError(f"{where} returned {type(ds).__name__}; expected a tf.data.Dataset")
-  spec = ds.element_spec
-  if not isinstance(spec, tuple) or len(spec) != 2:
-    raise DataSourceError(f"{where} gives elements {short(spec, 120)}; expected "
-                          "(features, label) pairs")
-  features, label = spec
-  if not isinstance(features, tf.TensorSpec) or not features.shape.is_fully_defined():
-    raise DataSourceError(
-        f"{where}: features are {short(features, 120)}; expected one tensor of a fixed shape "
-        "per example (unbatched: tfdist batches)")
-  if not isinstance(label, tf.TensorSpec) or label.shape.rank != 0 or not label.dtype.is_integer:
-    raise DataSourceError(
-        f"{where}: labels are {short(label, 120)}; expected one integer class id per example "
-        "(unbatched: tfdist batches)")
+    return self._call(self.eval_split, _ONE_PIPELINE)[0]

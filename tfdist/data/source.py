@@ -13,7 +13,9 @@ from typing import Callable, Optional
 import tensorflow as tf
 from absl import logging
 
+from tfdist.data import examples
 from tfdist.data.batching import DATA, choose_shard_policy, per_replica_batch_size
+from tfdist.data.examples import ExampleSpec
 from tfdist.data.options import DataSourceError
 
 InputFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
@@ -30,8 +32,8 @@ class DatasetSource(abc.ABC):
   name: str
   train_split: str
   eval_split: str
-  input_shape: tuple
-  num_classes: int
+  example_spec: ExampleSpec      # what one example holds (data/examples.py)
+  num_classes: Optional[int]     # where labels are class ids, else None
   num_train_examples: int
   num_train_files: int = 0   # the files the train split reads (FILE sharding splits them)
   shards_itself: bool = False  # the reader shards by InputContext itself
@@ -56,6 +58,14 @@ class DatasetSource(abc.ABC):
   def _decode(self, ds: tf.data.Dataset) -> tf.data.Dataset:
     """Per-example work done after sharding (so DATA sharding skips it for others' examples)."""
     return ds
+
+  def model_arguments(self) -> dict:
+    """What a model function may ask for (models/registry.py); None where the data has no
+    such thing (`input_shape` of dict features, `num_classes` of float labels)."""
+    spec = self.example_spec
+    return {"input_shape": spec.input_shape,
+            "num_classes": self.num_classes if spec.class_ids else None,
+            "features_spec": spec.features, "labels_spec": spec.labels}
 
   def steps_per_epoch(self, global_batch_size: int) -> int:
     """Full global batches in one pass over the train split."""
@@ -99,14 +109,15 @@ class DatasetSource(abc.ABC):
                       reshuffle_each_iteration=True)
       if repeat:
         ds = ds.repeat()
-      ds = ds.batch(batch, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-      return without_auto_shard(ds)
+      ds = examples.batch(ds, self.example_spec, batch, drop_remainder)
+      return without_auto_shard(ds.prefetch(tf.data.AUTOTUNE))
 
     return input_fn
 
   def eval_dataset(self, batch_size: int) -> tf.data.Dataset:
     """The whole eval split in order, for one process to evaluate."""
-    ds = self._decode(self._read_eval()).batch(batch_size)
+    ds = examples.batch(self._decode(self._read_eval()), self.example_spec, batch_size,
+                        drop_remainder=False)
     return without_auto_shard(ds.prefetch(tf.data.AUTOTUNE))
 
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfdist.data.batching import FILE
+from tfdist.data.examples import ExampleSpec
 from tfdist.data.options import DataSourceError
 from tfdist.data.source import DatasetSource
 
@@ -21,7 +22,9 @@ def _to_float(image, label):
 
 
 class TfdsSource(DatasetSource):
-  """A prepared TFDS dataset with supervised keys: (input, ClassLabel) examples.
+  """A prepared TFDS dataset with supervised keys (input, label): the input a tensor of any
+  dtype (strings too; uint8 images are scaled to [0, 1]; varying lengths are padded), the
+  label a ClassLabel (class ids) or a numeric tensor.
 
   Example:
     source = TfdsSource(mnist5k.builder(None), eval_split="train[80%:]")
@@ -39,7 +42,7 @@ class TfdsSource(DatasetSource):
     if self.eval_split is None:
       raise DataSourceError(f"`data.eval_split`: {builder.name} has no test or validation "
                             f"split; name one of {', '.join(sorted(splits))}")
-    self.input_shape, self.num_classes = _supervised_features(builder)
+    self.example_spec, self.num_classes = _supervised_spec(builder)
     train = _split_info(builder, train_split, "data.dataset")
     self.num_train_examples = train.num_examples
     self.num_eval_examples = _split_info(builder, self.eval_split, "data.eval_split").num_examples
@@ -70,24 +73,22 @@ def _split_info(builder: tfds.core.DatasetBuilder, split: str, field: str):
         f"it has {', '.join(sorted(builder.info.splits))}") from None
 
 
-def _supervised_features(builder: tfds.core.DatasetBuilder) -> tuple[tuple, int]:
-  """(input shape, classes) of a supervised dataset whose input is one fixed-shape tensor."""
+def _supervised_spec(builder: tfds.core.DatasetBuilder) -> tuple[ExampleSpec, Optional[int]]:
+  """(example spec, classes or None) of a supervised dataset, from its features' info."""
   keys = builder.info.supervised_keys
   if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
     raise DataSourceError(f"`data.dataset`: {builder.name} has no (input, label) supervised "
                           f"keys (it has {keys!r}); use a package.module:function dataset")
   features = builder.info.features
-  feature, label = features[keys[0]], features[keys[1]]
-  shape, dtype = getattr(feature, "shape", None), getattr(feature, "dtype", None)
-  if (not isinstance(shape, tuple) or None in shape or dtype is None
-      or not (dtype.is_floating or dtype.is_integer or dtype.is_bool)):
-    raise DataSourceError(
-        f"`data.dataset`: {builder.name}'s input feature {keys[0]!r} is "
-        f"{type(feature).__name__}(shape={shape}, dtype={getattr(dtype, 'name', dtype)}); "
-        "expected numbers of a fixed shape (use a package.module:function dataset to "
-        "convert it)")
-  if not hasattr(label, "num_classes"):
-    raise DataSourceError(
-        f"`data.dataset`: {builder.name}'s label feature {keys[1]!r} is "
-        f"{type(label).__name__}; expected a ClassLabel (tfdist trains classifiers)")
-  return tuple(shape), label.num_classes
+  specs = []
+  for key in keys:
+    feature = features[key]
+    shape, dtype = getattr(feature, "shape", None), getattr(feature, "dtype", None)
+    if not isinstance(shape, tuple) or dtype is None:
+      raise DataSourceError(
+          f"`data.dataset`: {builder.name}'s feature {key!r} is {type(feature).__name__}; "
+          "expected one tensor (use a package.module:function dataset to convert it)")
+    dtype = tf.as_dtype(dtype)
+    specs.append(tf.TensorSpec(shape, tf.float32 if dtype == tf.uint8 else dtype))
+  spec = ExampleSpec.of(tuple(specs), f"`data.dataset` ({builder.name})")
+  return spec, getattr(features[keys[1]], "num_classes", None) if spec.class_ids else None

@@ -7,6 +7,7 @@ from tfdist import _lazy
 from tfdist.models.options import BUILTIN_MODELS, ModelError, ModelOptions
 
 _LAZY = {"REGISTRY": "registry", "ModelFn": "registry", "resolve": "registry",
+         "with_known_arguments": "registry", "compile_if_needed": "compiling",
          "outputs_probabilities": "generations"}
 
 __all__ = ["BUILTIN_MODELS", "ModelError", "ModelOptions", *_LAZY]

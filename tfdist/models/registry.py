@@ -1,8 +1,20 @@
 """Models by name for the CLI, and a user's `package.module:function`.
 
-A model function takes `input_shape` and `num_classes` (both optional for a
-user's function) and returns a Keras model, compiled or not. Built models
-output logits.
+A model function returns a Keras model, compiled or not, and takes what it needs of
+MODEL_ARGUMENTS by name (the data's, from `DatasetSource.model_arguments`):
+
+- `input_shape`: the features' shape, when they are one tensor (None for a varying length);
+- `num_classes`: the number of classes, when labels are class ids;
+- `features_spec`, `labels_spec`: the unbatched structure of the features and labels
+  (nested tf.TensorSpecs: a dict of them for dict features), for any data.
+
+Example:
+  def recommender(features_spec):            # {"user": int64[], "item": int64[], ...}
+    inputs = {k: keras.Input(shape=s.shape, dtype=s.dtype, name=k)
+              for k, s in features_spec.items()}
+    ...
+
+The built-in models are classifiers on one feature tensor; they output logits.
 """
 
 from __future__ import annotations
@@ -64,7 +76,7 @@ def resolve(name: str) -> ModelFn:
   """
   check_name(name)
   if ":" not in name:
-    return REGISTRY[name]
+    return with_known_arguments(REGISTRY[name], f"`model.name` ({name!r})")
   try:
     fn = import_function(name, "model.name", ModelError)
   except ModelError as e:
@@ -75,19 +87,44 @@ def resolve(name: str) -> ModelFn:
                        f"TensorFlow: set KERAS_BACKEND=tensorflow ({e})") from None
     raise
   generations.check_keras3_backend(f"`model.name` ({name!r})")
-  return _with_known_arguments(fn)
+  return with_known_arguments(fn, f"`model.name` ({name!r})")
 
 
-def _with_known_arguments(fn: Callable) -> ModelFn:
-  """Calls `fn` with only the arguments it declares (input_shape, num_classes)."""
-  params = inspect.signature(fn).parameters
+MODEL_ARGUMENTS = ("input_shape", "num_classes", "features_spec", "labels_spec")
+# Why the data has no value for an argument.
+_MISSING = {"input_shape": "its features are not one tensor",
+            "num_classes": "its labels are not class ids"}
+
+
+def with_known_arguments(fn: Callable, where: str = "`model_fn`") -> ModelFn:
+  """`fn` called with the MODEL_ARGUMENTS it declares (all of them for **kwargs).
+
+  Raises (when called):
+    ModelError: `fn` requires an argument the data has no value for (e.g. `num_classes`
+      with float labels), naming it and what to ask for instead.
+  """
+  try:
+    params = inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    params = {}
   takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
+  wanted = [k for k in MODEL_ARGUMENTS if takes_all or k in params]
+  required = {k for k in wanted if k in params and params[k].default is inspect.Parameter.empty}
 
-  def build(input_shape: Sequence[int], num_classes: int) -> keras.Model:
-    given = {"input_shape": tuple(input_shape), "num_classes": num_classes}
-    model = fn(**{k: v for k, v in given.items() if takes_all or k in params})
-    generations.generation(model, f"`model.name` ({fn.__module__}:{fn.__name__})")
+  def check(**available) -> None:
+    for key in wanted:
+      if available.get(key) is None and key in required:
+        raise ModelError(f"{where} takes `{key}`, but the data has none ({_MISSING[key]}); "
+                         "take `features_spec` or `labels_spec` instead, or give it a default")
+
+  def build(**available) -> keras.Model:
+    check(**available)
+    given = {k: available.get(k) for k in wanted if k in required or available.get(k) is not None}
+    if given.get("input_shape") is not None:
+      given["input_shape"] = tuple(given["input_shape"])
+    model = fn(**given)
+    generations.generation(model, where)
     return model
 
+  build.check = check  # what `build` would refuse, without building (Job.prepare)
   return build
-

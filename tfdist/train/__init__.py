@@ -7,7 +7,7 @@ Options import no TensorFlow; the trainer and the loops load on first use.
 from tfdist import _lazy
 from tfdist.train.options import LOOPS, TrainOptions, TrainOptionsError
 
-_LAZY = {"Trainer": "trainer", "compile_if_needed": "fit", "train_with_fit": "fit",
+_LAZY = {"Trainer": "trainer", "train_with_fit": "fit",
          "train_with_custom_loop": "custom_loop", "CustomLoop": "custom_loop",
          "cross_entropy_step": "custom_loop"}
 

@@ -26,7 +26,7 @@ from tfdist.checkpoint.resume import log_resume
 from tfdist.checkpoint.schedule import SaveSchedule, save_options
 from tfdist.models import ModelFn, generations, outputs_probabilities
 from tfdist.strategy import kinds
-from tfdist.train import loop_actions
+from tfdist.train import keras3_upstream, loop_actions
 from tfdist.train.clock import EpochClock, seconds_until_done
 from tfdist.train.loop_actions import TrainingPosition
 from tfdist.train.trainer import Trainer, TrainHistory
@@ -44,9 +44,10 @@ def cross_entropy_step(model: keras.Model, features: tf.Tensor,
   return losses, predictions
 
 
-def replica_loss(per_example_loss: tf.Tensor, model_losses: list,
-                 num_replicas: int) -> tf.Tensor:
-  """This replica's share of the global mean loss (call in replica context).
+def replica_loss(per_example_loss: tf.Tensor, model_losses: list, num_replicas: int,
+                 sample_weight: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """This replica's share of the global mean loss (call in replica context), each example's
+  loss weighted by its `sample_weight` if given.
 
   The denominator is the number of examples in the whole step, summed over
   replicas, so a partial last batch is weighted by its true size.
@@ -55,7 +56,7 @@ def replica_loss(per_example_loss: tf.Tensor, model_losses: list,
   context = tf.distribute.get_replica_context()
   total = (context.all_reduce(tf.distribute.ReduceOp.SUM, local)
            if num_replicas > 1 and context is not None else local)
-  loss = tf.nn.compute_average_loss(per_example_loss,
+  loss = tf.nn.compute_average_loss(per_example_loss, sample_weight=sample_weight,
                                     global_batch_size=tf.maximum(total, tf.constant(1, tf.int64)))
   if model_losses:
     loss += tf.nn.scale_regularization_loss(tf.add_n(model_losses))
@@ -72,8 +73,8 @@ class CustomLoop:
   """
 
   def __init__(self, trainer: Trainer, model: keras.Model,
-               optimizer: keras.optimizers.Optimizer, step_loss: StepLoss = cross_entropy_step,
-               callbacks: Sequence = ()):
+               optimizer: Optional[keras.optimizers.Optimizer],
+               step_loss: Optional[StepLoss] = cross_entropy_step, callbacks: Sequence = ()):
     self.trainer = trainer
     self.steps_per_call = trainer.options.steps_per_execution
     # Epoch-level hooks only: steps run inside tf.function calls.
@@ -92,24 +93,28 @@ class CustomLoop:
 
   # --- The inner loop, traced once. ---
 
-  def _replica_step(self, features, labels):
+  def _replica_step(self, element):
+    features, labels, *weight = element
     with tf.GradientTape() as tape:
       per_example, predictions = self.step_loss(self.model, features, labels)
-      loss = replica_loss(per_example, self.model.losses, self.strategy.num_replicas_in_sync)
+      loss = replica_loss(per_example, self.model.losses, self.strategy.num_replicas_in_sync,
+                          sample_weight=weight[0] if weight else None)
     gradients = tape.gradient(loss, self.model.trainable_variables)
     self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+    examples = tf.cast(tf.shape(per_example)[0], tf.float32)
+    if not self.trainer.source.example_spec.class_ids:
+      return loss, tf.constant(0.0), examples
     correct = tf.reduce_sum(tf.cast(tf.equal(
         tf.argmax(predictions, axis=-1, output_type=tf.int64), tf.cast(labels, tf.int64)),
         tf.float32))
-    return loss, correct, tf.cast(tf.shape(labels)[0], tf.float32)
+    return loss, correct, examples
 
   def _steps(self, iterator, num_steps):
     """Runs `num_steps` steps; returns summed (loss, correct, examples) over them."""
     totals = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
     for _ in tf.range(num_steps):
-      features, labels = next(iterator)
-      per_replica = self.strategy.run(self._replica_step, args=(features, labels))
-      if per_replica is None:  # the step keeps its own figures (e.g. Keras 3 metrics)
+      per_replica = self.strategy.run(self._replica_step, args=(next(iterator),))
+      if per_replica is None:  # the step keeps its own figures (the model's metrics)
         continue
       step = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
               for v in per_replica]
@@ -120,8 +125,12 @@ class CustomLoop:
     """Before an epoch's first step (e.g. resetting metrics)."""
 
   def _epoch_logs(self, totals: list, steps_done: int) -> dict:
-    """The epoch's figures from the summed (loss, correct, examples) of its steps."""
-    return {"loss": totals[0] / max(steps_done, 1), "accuracy": totals[1] / max(totals[2], 1.0)}
+    """The epoch's figures from the summed (loss, correct, examples) of its steps (accuracy
+    where the labels are class ids)."""
+    logs = {"loss": totals[0] / max(steps_done, 1)}
+    if self.trainer.source.example_spec.class_ids:
+      logs["accuracy"] = totals[1] / max(totals[2], 1.0)
+    return logs
 
   # --- The outer loop. ---
 
@@ -228,12 +237,64 @@ class CustomLoop:
     loop_actions.run_after_epoch(actions, position, logs)
 
 
-def train_with_custom_loop(trainer: Trainer, model_fn: ModelFn, *,
-                           step_loss: StepLoss = cross_entropy_step,
+class ModelStepLoop(CustomLoop):
+  """The model's own `train_step` on each replica, `steps_per_execution` (the model's) steps per
+  call: its compiled loss (loss scaling across replicas as `train_step` does it), optimizer
+  and metrics, whatever they are. The custom loop without a step loss, and `fit` for Keras 3
+  models (whose own `fit` fails under multi-worker strategies: keras3_upstream.py), with the
+  same saves, progress lines and TensorBoard figures as the custom loop's.
+
+  Example:
+    history = ModelStepLoop(trainer, compiled_model).train()
+  """
+
+  def __init__(self, trainer: Trainer, model, callbacks: Sequence = ()):
+    super().__init__(trainer, model, model.optimizer, step_loss=None, callbacks=callbacks)
+    self.steps_per_call = max(1, steps_per_execution(model))
+
+  def _replica_step(self, element):
+    self.model.train_step(element)
+    return None  # no sums to all-reduce each step: the model's metrics say it all
+
+  def _epoch_begin(self) -> None:
+    self.model.reset_metrics()
+
+  def _epoch_logs(self, totals: list, steps_done: int) -> dict:
+    if generations.generation(self.model) == generations.KERAS3:
+      results = self.model.get_metrics_result()
+    else:
+      results = {metric.name: metric.result() for metric in self.model.metrics}
+    return {name: float(value) for name, value in results.items()}
+
+
+def steps_per_execution(model) -> int:
+  """The steps per `fit` call the model was compiled with (by tfdist or by the user)."""
+  value = getattr(model, "_steps_per_execution", None)  # tf_keras keeps it as a variable
+  if value is None:
+    return max(1, int(getattr(model, "steps_per_execution", 1) or 1))  # Keras 3: an int
+  return max(1, int(value.numpy()))
+
+
+def build_step_state(trainer: Trainer, model) -> None:
+  """Builds what a compiled model's `train_step` creates on its first call (metrics, the
+  optimizer's state), in the strategy's scope: under ParameterServerStrategy no variable may
+  be made by a scheduled step. Keras 3 needs its compiled state built from the data's shapes
+  (keras3_upstream.py)."""
+  if generations.generation(model) == generations.KERAS3:
+    keras3_upstream.build_compiled_state(
+        model, trainer.source.example_spec.element(),
+        trainer.global_batch_size // trainer.strategy.num_replicas_in_sync)
+  elif getattr(model.optimizer, "build", None) is not None:
+    model.optimizer.build(model.trainable_variables)
+
+
+def train_with_custom_loop(trainer: Trainer, *, step_loss: Optional[StepLoss] = None,
                            optimizer: Optional[keras.optimizers.Optimizer] = None,
                            callbacks: Sequence = ()) -> tuple[keras.Model, dict]:
-  """Builds the model in the strategy's scope and trains it with tfdist's custom loop and
-  `step_loss`; exports, evaluates and writes metrics.json (`trainer.finish`).
+  """Builds the model in the strategy's scope and trains it with tfdist's custom loop: by
+  `step_loss`, or without one by the model's compiled loss and metrics (its own
+  `train_step`; tfdist compiles an uncompiled classifier); then exports, evaluates and writes
+  metrics.json (`trainer.finish`).
 
   Example (label smoothing as a custom step):
     def smoothed(model, x, y):
@@ -241,21 +302,28 @@ def train_with_custom_loop(trainer: Trainer, model_fn: ModelFn, *,
       onehot = tf.one_hot(y, 10)
       return keras.losses.categorical_crossentropy(onehot, logits, from_logits=True,
                                                    label_smoothing=0.1), logits
-    train_with_custom_loop(trainer, resolve("cnn"), step_loss=smoothed)
+    train_with_custom_loop(trainer, step_loss=smoothed)
 
   Returns:
     (the trained model, the metrics written to metrics.json).
   """
-  source, options = trainer.source, trainer.options
-  with trainer.strategy.scope():
-    model = model_fn(source.input_shape, source.num_classes)
-    optimizer = optimizer or getattr(model, "optimizer", None) or generations.keras_of(
-        generations.generation(model)).optimizers.Adam(options.learning_rate)
-    optimizer.build(model.trainable_variables)
+  options, strategy = trainer.options, trainer.strategy
+  with strategy.scope():
+    model = trainer.build_model(compile_model=step_loss is None)
+    if step_loss is None:
+      build_step_state(trainer, model)
+    else:
+      optimizer = optimizer or getattr(model, "optimizer", None) or generations.keras_of(
+          generations.generation(model)).optimizers.Adam(options.learning_rate)
+      optimizer.build(model.trainable_variables)
     trainer.begin(model)
   if trainer.starting_point.done:
     return model, trainer.metrics_of_finished_run()
-  logging.info("Custom loop: %d steps per epoch, %d per tf.function call",
-               trainer.steps_per_epoch, options.steps_per_execution)
-  history = CustomLoop(trainer, model, optimizer, step_loss, callbacks).train()
-  return model, trainer.finish(model, history)
+  if step_loss is None:
+    loop = ModelStepLoop(trainer, model, callbacks)
+  else:
+    loop = CustomLoop(trainer, model, optimizer, step_loss, callbacks)
+  logging.info("Custom loop (%s): %d steps per epoch, %d per tf.function call",
+               "your step loss" if step_loss else "the model's compiled loss",
+               trainer.steps_per_epoch, loop.steps_per_call)
+  return model, trainer.finish(model, loop.train())

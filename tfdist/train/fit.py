@@ -12,37 +12,12 @@ from absl import logging
 from tfdist.checkpoint.backup import BackupAndRestore
 from tfdist.checkpoint.epoch_checkpoints import EpochCheckpointCallback
 from tfdist.checkpoint.schedule import SaveSchedule, save_options
-from tfdist.models import ModelFn, generations, outputs_probabilities
+from tfdist.models import generations
 from tfdist.strategy import kinds
-from tfdist.train import keras3_upstream
 from tfdist.train.callbacks import EpochTensorBoard, RunMeter
-from tfdist.train.keras3_fit import Keras3FitLoop
+from tfdist.train.custom_loop import ModelStepLoop, build_step_state, steps_per_execution
 from tfdist.train.options import TrainOptions
 from tfdist.train.trainer import Trainer, TrainHistory
-
-
-def compile_if_needed(model, options: TrainOptions):
-  """Compiles an uncompiled model (either Keras) with Adam and sparse cross-entropy on logits."""
-  gen = generations.generation(model)
-  compiled = (model.compiled if gen == generations.KERAS3
-              else model._is_compiled)  # pylint: disable=protected-access
-  if getattr(model, "optimizer", None) is None or not compiled:
-    library = generations.keras_of(gen)
-    model.compile(
-        optimizer=library.optimizers.Adam(options.learning_rate),
-        loss=library.losses.SparseCategoricalCrossentropy(
-            from_logits=not outputs_probabilities(model)),
-        metrics=["accuracy"],
-        steps_per_execution=options.steps_per_execution)
-  return model
-
-
-def steps_per_execution(model) -> int:
-  """The steps per `fit` call the model was compiled with (by tfdist or by the user)."""
-  value = getattr(model, "_steps_per_execution", None)  # tf_keras keeps it as a variable
-  if value is None:
-    return max(1, int(getattr(model, "steps_per_execution", 1) or 1))  # Keras 3: an int
-  return max(1, int(value.numpy()))
 
 
 def backup_frequency(strategy: tf.distribute.Strategy, options: TrainOptions,
@@ -86,15 +61,14 @@ def output_callbacks(trainer: Trainer, model: keras.Model) -> list[keras.callbac
   ]
 
 
-def train_with_fit(trainer: Trainer, model_fn: ModelFn,
-                   callbacks: Sequence = ()) -> tuple[keras.Model, dict]:
+def train_with_fit(trainer: Trainer, callbacks: Sequence = ()) -> tuple[keras.Model, dict]:
   """Builds the model in the strategy's scope, fits it, then exports, evaluates and writes
   metrics.json (`trainer.finish`).
 
   Every task of a multi-worker job calls this; only the chief (the strategy's
   `should_checkpoint`) writes into the model dir. Most callers want `tfdist.run`,
   which also builds the strategy for where it runs. A tf_keras model trains through
-  its `fit`; a Keras 3 model through keras3_fit.Keras3FitLoop (its own `train_step`
+  its `fit`; a Keras 3 model through custom_loop.ModelStepLoop (its own `train_step`
   in tfdist's loop: Keras 3's `fit` fails under multi-worker strategies).
 
   Args:
@@ -105,25 +79,24 @@ def train_with_fit(trainer: Trainer, model_fn: ModelFn,
     (the trained model, the metrics written to metrics.json).
   """
   strategy, source, options = trainer.strategy, trainer.source, trainer.options
-  global_batch_size = trainer.global_batch_size
   with strategy.scope():
-    model = compile_if_needed(model_fn(source.input_shape, source.num_classes), options)
+    model = trainer.build_model()
     keras3 = generations.generation(model) == generations.KERAS3
     if keras3:
-      keras3_upstream.build_compiled_state(
-          model, source.input_shape, global_batch_size // strategy.num_replicas_in_sync)
+      build_step_state(trainer, model)
     trainer.begin(model)
   if trainer.starting_point.done:
     return model, trainer.metrics_of_finished_run()
   if keras3:
     logging.info("Keras 3 model: fit runs its train_step in tfdist's loop, %d step(s) per call",
                  steps_per_execution(model))
-    return model, trainer.finish(model, Keras3FitLoop(trainer, model, callbacks).train())
+    return model, trainer.finish(model, ModelStepLoop(trainer, model, callbacks).train())
   data = keras.utils.experimental.DatasetCreator(source.train_input_fn(
-      global_batch_size, seed=options.seed, per_worker=kinds.uses_coordinator(strategy)))
+      trainer.global_batch_size, seed=options.seed, per_worker=kinds.uses_coordinator(strategy)))
 
   first_epoch = trainer.starting_point.epoch
-  meter = RunMeter(global_batch_size, started=trainer.start_time, initial_epoch=first_epoch)
+  meter = RunMeter(trainer.global_batch_size, started=trainer.start_time,
+                   initial_epoch=first_epoch)
   history = model.fit(data, epochs=options.epochs, initial_epoch=first_epoch,
                       steps_per_epoch=trainer.steps_per_epoch,
                       callbacks=[*output_callbacks(trainer, model), *callbacks, meter],

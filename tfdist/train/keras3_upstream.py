@@ -14,18 +14,19 @@ when it stops failing, this module can go.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any
 
 import tensorflow as tf
 
 
-def build_compiled_state(model, input_shape: Sequence[int], per_replica_batch: int) -> None:
-  """Builds a compiled Keras 3 model's variables, metrics and optimizer state.
+def build_compiled_state(model, element_spec: Any, per_replica_batch: int) -> None:
+  """Builds a compiled Keras 3 model's variables, metrics and optimizer state from the
+  unbatched `element_spec` (features, labels[, sample_weight]) of the data.
 
   Call inside the strategy's scope, before the first `train_step`.
   """
-  features = tf.TensorSpec([per_replica_batch, *input_shape], tf.float32)
-  labels = tf.TensorSpec([per_replica_batch], tf.int64)
-  model._symbolic_build(data_batch=(features, labels))  # pylint: disable=protected-access
+  batch = tf.nest.map_structure(
+      lambda spec: tf.TensorSpec([per_replica_batch, *spec.shape], spec.dtype), element_spec)
+  model._symbolic_build(data_batch=batch)  # pylint: disable=protected-access
   if model.optimizer is not None and not model.optimizer.built:
     model.optimizer.build(model.trainable_variables)

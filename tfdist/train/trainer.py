@@ -17,12 +17,12 @@ import tfdist
 
 from tfdist.checkpoint import resume
 from tfdist.checkpoint.model_dir import (CHECKPOINTS, EXPORT, METRICS, PARAMS, RUN_RECORD,
-                                         ModelDir, ModelDirError, read_json)
+                                         ModelDir, ModelDirError, latest_checkpoint, read_json)
 from tfdist.checkpoint.resume import log_resume
 from tfdist.cluster import EVALUATOR, TaskConfig
-from tfdist.data import DatasetSource
-from tfdist.evaluation import evaluator
-from tfdist.models import generations
+from tfdist.data import DataSourceError, DatasetSource
+from tfdist.evaluation.evaluator import CheckpointEvaluator
+from tfdist.models import ModelFn, compiling, generations
 from tfdist.strategy import collective, kinds
 from tfdist.train.options import TrainOptions, TrainOptionsError
 
@@ -48,13 +48,14 @@ class Trainer:
   the run id are the task config's (None: one machine, a fresh local run id).
 
   Example:
-    trainer = Trainer(strategy=strategy, source=source.prepare(), options=TrainOptions(),
-                      global_batch_size=64)
-    model, metrics = fit.train_with_fit(trainer, model_fn)
+    trainer = Trainer(strategy=strategy, source=source.prepare(), model_fn=resolve("cnn"),
+                      options=TrainOptions(), global_batch_size=64)
+    model, metrics = fit.train_with_fit(trainer)
   """
 
   strategy: tf.distribute.Strategy
   source: DatasetSource
+  model_fn: ModelFn  # takes what it needs of the data's model arguments (models/registry.py)
   options: TrainOptions
   global_batch_size: int
   task_config: Optional[TaskConfig] = None
@@ -83,6 +84,29 @@ class Trainer:
     generations.set_mixed_precision(self.options.mixed_precision)
     self.run_id = ((self.task_config and self.task_config.run_id)
                    or f"local-{uuid.uuid4().hex[:12]}")
+
+  def build_model(self, compile_model: bool = True) -> keras.Model:
+    """The model, built by `model_fn` (call in the strategy's scope); compiled by tfdist if it
+    came uncompiled and the labels are class ids (`compile_model`: for the loops that train
+    by the model's own loss).
+
+    Raises:
+      ModelError: an uncompiled model for labels that are not class ids.
+      DataSourceError: the labels' keys are not the model's outputs.
+    """
+    model = self.model_fn(**self.source.model_arguments())
+    spec = self.source.example_spec
+    if compile_model:
+      model = compiling.compile_if_needed(
+          model, learning_rate=self.options.learning_rate, class_ids=spec.class_ids,
+          steps_per_execution=self.options.steps_per_execution)
+    if isinstance(spec.labels, dict):
+      outputs = sorted(model.output_names)
+      if sorted(spec.labels) != outputs:
+        raise DataSourceError(
+            f"`data.dataset` ({self.source.name}): the label keys {sorted(spec.labels)} are not "
+            f"the model's outputs {outputs}; name each output (its layer) as its label's key")
+    return model
 
   def begin(self, model: keras.Model) -> None:
     """Loads the starting weights into `model` (built in the strategy's scope), then
@@ -135,8 +159,8 @@ class Trainer:
     if self.options.export:  # Every worker saves (MWMS may need them all); the chief keeps it.
       with self.model_dir.write_dir(EXPORT) as path:
         generations.export(model, path)
-    eval_accuracy, eval_examples = (evaluator.accuracy(model, self.source.eval_dataset(256))
-                                    if self.is_chief else (None, 0))
+    figures = self._evaluate() if self.is_chief else {
+        "eval_loss": None, "eval_metrics": {}, "eval_accuracy": None, "eval_examples": 0}
     losses = [_float(x) for x in history.losses]
     num_replicas = self.strategy.num_replicas_in_sync
     metrics = {
@@ -152,8 +176,7 @@ class Trainer:
         "train_loss": losses[-1] if losses else None,
         "train_loss_history": losses,
         "train_accuracy": _float(history.accuracies[-1]) if history.accuracies else None,
-        "eval_accuracy": eval_accuracy,
-        "eval_examples": eval_examples,
+        **figures,
         "examples_per_sec": history.examples_per_sec,
         "cpu_ms_per_step": history.cpu_ms_per_step,
         "seconds_to_first_step": history.first_step_seconds,
@@ -173,6 +196,15 @@ class Trainer:
     self.model_dir.finish_run()
     self.model_dir.remove_backup()
     return metrics
+
+  def _evaluate(self) -> dict:
+    """The final checkpoint's figures on the eval split, as the sidecar evaluator and
+    `tfdist evaluate` compute them (a model built outside the strategy: one process)."""
+    final = self.model_dir.recorded_checkpoint() or latest_checkpoint(self.model_dir.root)
+    evaluator = CheckpointEvaluator(self.source, self.model_fn, self.options.mixed_precision)
+    result = evaluator.evaluate(final)
+    return {k: result[k] for k in ("eval_loss", "eval_metrics", "eval_accuracy",
+                                   "eval_examples")}
 
 
 def check_shared_model_dir(strategy: tf.distribute.Strategy, task_config: Optional[TaskConfig],

@@ -1,8 +1,9 @@
-"""How many files a dataset reads (what FILE sharding splits), read from its graph."""
+"""What a dataset's graph tells: how many files it reads (what FILE sharding splits), and
+whether it is batched."""
 
 import tensorflow as tf
 
-from tfdist.data.files import count_files
+from tfdist.data.graph import count_files, is_batched
 
 
 def names(tmp_path, count):
@@ -27,3 +28,11 @@ def test_files_interleaved_through_a_function_then_mapped(tmp_path):
 def test_data_that_reads_no_files():
   assert count_files(tf.data.Dataset.range(10).map(lambda x: x * 2)) == 0
   assert count_files(tf.data.Dataset.from_tensor_slices(["a", "b"])) == 0  # strings, not read
+
+
+def test_batched_data_is_told_from_unbatched():
+  ds = tf.data.Dataset.range(10)
+  assert not is_batched(ds.map(lambda x: (x, x)))
+  assert is_batched(ds.batch(4).map(lambda x: (x, x)))
+  assert is_batched(ds.padded_batch(4))
+  assert not is_batched(ds.batch(4).unbatch().map(lambda x: x + 1))

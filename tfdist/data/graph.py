@@ -1,7 +1,8 @@
-"""How many files a dataset reads, from its graph: what FILE sharding can split.
+"""What a dataset's graph says that its element spec does not: how many files it reads (what
+FILE sharding can split), and whether it is already batched.
 
 Reads the dataset's serialized graph (`_as_serialized_graph`, TensorFlow's own, not
-public API): there is no public way to ask a dataset which files it reads.
+public API): there is no public way to ask a dataset either question.
 """
 
 from __future__ import annotations
@@ -14,6 +15,36 @@ _FILE_READERS = frozenset({"TFRecordDataset", "TFRecordDatasetV2", "TextLineData
                            "FixedLengthRecordDataset", "FixedLengthRecordDatasetV2"})
 
 
+_BATCHING = frozenset({"BatchDataset", "BatchDatasetV2", "PaddedBatchDataset",
+                       "PaddedBatchDatasetV2", "ParallelBatchDataset"})
+_UNBATCHING = frozenset({"UnbatchDataset", "ExperimentalUnbatchDataset"})
+
+
+def _chain(ds: tf.data.Dataset):
+  """The dataset's ops from its output back to its source (first inputs), and the graph."""
+  graph = graph_pb2.GraphDef.FromString(
+      ds._as_serialized_graph().numpy())  # pylint: disable=protected-access
+  nodes = {n.name: n for n in graph.node}
+  node = next((n for n in graph.node if n.op == "_Retval"), None)
+  chain = []
+  while node is not None:
+    chain.append(node)
+    inputs = [i for i in node.input if not i.startswith("^")]
+    node = nodes.get(_input_name(inputs[0])) if inputs else None
+  return chain, nodes, graph
+
+
+def is_batched(ds: tf.data.Dataset) -> bool:
+  """Whether `ds` gives batches: a batching op between its output and its source that no
+  `unbatch` undoes."""
+  for node in _chain(ds)[0]:
+    if node.op in _UNBATCHING:
+      return False
+    if node.op in _BATCHING:
+      return True
+  return False
+
+
 def count_files(ds: tf.data.Dataset) -> int:
   """The files `ds` reads through a list of names FILE sharding can split (0: none found).
 
@@ -21,13 +52,10 @@ def count_files(ds: tf.data.Dataset) -> int:
   interleave/flat-map whose function reads files, fed by a constant list of names
   (from_tensor_slices, list_files, TFRecordDataset([...])).
   """
-  graph = graph_pb2.GraphDef.FromString(
-      ds._as_serialized_graph().numpy())  # pylint: disable=protected-access
-  nodes = {n.name: n for n in graph.node}
+  chain, nodes, graph = _chain(ds)
   functions = {f.signature.name: f for f in graph.library.function}
-  node = next((n for n in graph.node if n.op == "_Retval"), None)
   reads_files = False
-  while node is not None:
+  for node in chain:
     if node.op in _FILE_READERS or any(
         _reads_files(a.func.name, functions, set()) for a in node.attr.values()):
       reads_files = True
@@ -35,8 +63,6 @@ def count_files(ds: tf.data.Dataset) -> int:
         return _strings(nodes.get(_input_name(node.input[0])))
     elif node.op == "TensorSliceDataset" and reads_files:
       return _strings(nodes.get(_input_name(node.input[0])))
-    inputs = [i for i in node.input if not i.startswith("^")]
-    node = nodes.get(_input_name(inputs[0])) if inputs else None
   return 0
 
 
