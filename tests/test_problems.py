@@ -114,3 +114,18 @@ def test_an_uncompiled_model_for_float_labels_is_refused(tmp_path):
                       f"--model_dir={tmp_path / 'run'}", "--epochs=1", *THREAD_FLAGS, env=env)
   assert_user_error(result, "returns an uncompiled model, and the labels are not class ids")
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("example, line", [("regression.py", r"eval_mse (\S+);"),
+                                           ("text_classifier.py", r"eval_accuracy (\S+);")])
+def test_the_problem_examples_run_on_two_workers(tmp_path, example, line):
+  import re
+  model_dir = tmp_path / "run"
+  proc = start_launch(os.path.join(SPECS, "local-2workers.yaml"), tmp_path / "logs",
+                      ["python", f"examples/{example}", f"--model_dir={model_dir}", "--epochs=4"])
+  output = proc.communicate(timeout=400)[0]
+  assert proc.returncode == 0, output[-4000:]
+  value = float(re.search(rf"\[worker:0\] {line}", output).group(1))
+  assert value < 0.05 if example == "regression.py" else value > 0.95
+  assert read_metrics(model_dir)["strategy"] == "MultiWorkerMirroredStrategy"
