@@ -335,7 +335,8 @@ def test_evaluate_a_trained_run(tmp_path, data_dir):
   trained = read_metrics(str(model_dir))
   final = run_tfdist("evaluate", f"--model_dir={model_dir}")
   assert final.returncode == 0, final.stderr[-3000:]
-  assert "tfdist: evaluated ckpt-0002 of mlp on mnist5k (test): eval_accuracy" in final.stdout
+  assert re.search(r"tfdist: evaluated ckpt-0002 of mlp on mnist5k \(test\): eval_loss [0-9.]+, "
+                   r"eval_accuracy [0-9.]+ \(1,000 examples\)", final.stdout), final.stdout
   first = run_tfdist("evaluate", f"--model_dir={model_dir}",
                      f"--checkpoint={model_dir / 'checkpoints' / 'ckpt-0001'}")
   assert first.returncode == 0, first.stderr[-3000:]

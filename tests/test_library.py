@@ -172,8 +172,8 @@ def test_tfds_split_slices_and_eval_split(tmp_path, data_dir):
 
 
 @pytest.mark.e2e
-def test_tfds_datasets_of_any_fixed_shape_features_and_unsupported_ones(tmp_path):
-  """A non-image supervised dataset loads; a text feature is one error naming it."""
+def test_tfds_datasets_of_any_supervised_features_and_unsupported_ones(tmp_path):
+  """Non-image supervised datasets load (ids, text); one without (input, label) keys is one error."""
   script = textwrap.dedent(f'''
       import tfdist, tensorflow as tf, tensorflow_datasets as tfds
       from tfdist.data import DataOptions, DataSourceError, load_source
@@ -191,22 +191,31 @@ def test_tfds_datasets_of_any_fixed_shape_features_and_unsupported_ones(tmp_path
           for i in range(4):
             yield i, {{"text": "x" * i, "label": i % 2}}
 
+      class Unlabelled(TextLabels):
+        def _info(self):
+          return tfds.core.DatasetInfo(builder=self,
+              features=tfds.features.FeaturesDict({{"text": tfds.features.Text(),
+                                                   "label": tfds.features.ClassLabel(num_classes=2)}}))
+
       data_dir = {str(tmp_path)!r}
       prepare(data_dir, 2)
       TextLabels(data_dir=data_dir).download_and_prepare()
-      source = load_source(DataOptions(dataset="tfds:example_ids", data_dir=data_dir))
-      print("ids", source.example_spec.input_shape, source.num_classes, source.num_train_examples)
+      Unlabelled(data_dir=data_dir).download_and_prepare()
+      for name in ("example_ids", "text_labels"):
+        source = load_source(DataOptions(dataset="tfds:" + name, data_dir=data_dir))
+        print(name, source.example_spec.features.dtype.name, source.example_spec.input_shape,
+              source.num_classes, source.num_train_examples)
       try:
-        load_source(DataOptions(dataset="tfds:text_labels", data_dir=data_dir))
+        load_source(DataOptions(dataset="tfds:unlabelled", data_dir=data_dir))
       except DataSourceError as e:
         print("error", e)
   ''')
   result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=cli_env(),
                           capture_output=True, text=True, timeout=200)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "ids () 2 1000" in result.stdout
-  assert ("error `data.dataset`: text_labels's input feature 'text' is Text(shape=(), "
-          "dtype=string); expected numbers of a fixed shape") in result.stdout
+  assert "example_ids int64 () 2 1000" in result.stdout
+  assert "text_labels string () 2 4" in result.stdout
+  assert ("error `data.dataset`: unlabelled has no (input, label) supervised keys") in result.stdout
 
 
 @pytest.mark.e2e

@@ -23,7 +23,8 @@ def model_with_a_table(input_shape, num_classes):
   x = tf.keras.layers.Flatten()(table(ids))
   head = tf.keras.layers.Dense(num_classes, name="head")
   model = tf.keras.Model(inputs, head(x))
-  built.update(table=table, head=head)
+  if not built:  # the first model is the trained one; the final evaluation builds another
+    built.update(table=table, head=head)
   return model
 
 
