@@ -126,6 +126,7 @@ def slurm_cluster(tmp_path_factory):
 
 
 @pytest.mark.cluster
+@pytest.mark.xdist_group("slurm")  # one private SLURM per test process: both tests in one
 @pytest.mark.parametrize("script, tasks, placement, line, strategy, bar", [
     ("slurm_multi_worker.sbatch", 2, ["--ntasks-per-node=2"],
      "SLURM step: 2 tasks on 1 node -> 2 workers -> no ps -> MultiWorkerMirroredStrategy; "
