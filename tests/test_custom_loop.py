@@ -14,6 +14,21 @@ from tests.helpers import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
 SPECS = os.path.join(REPO, "configs", "clusters")
 
 
+def wait_for_backup(folder, number: int, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+  """Waits until the CheckpointManager in `folder` has saved backup `number` (ckpt-<number>)."""
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline:
+    assert proc.poll() is None, "the run ended before it was killed"
+    try:
+      first_line = (folder / "checkpoint").read_text().splitlines()[0]
+      if int(first_line.rsplit("ckpt-", 1)[1].rstrip('"')) >= number:
+        return
+    except (FileNotFoundError, IndexError, ValueError):
+      pass  # not written yet, or caught mid-write
+    time.sleep(0.05)
+  raise AssertionError(f"no backup {number} in {folder} within {timeout_s} s")
+
+
 @pytest.mark.e2e
 def test_a_partial_batch_is_weighted_by_its_true_size():
   """Uneven replicas (2 examples + 1): the loss and gradient are those of the mean over 3."""
@@ -62,7 +77,9 @@ def test_custom_loop_resumes_from_its_backup(tmp_path, data_dir):
   for line in proc.stdout:
     if line.startswith("Epoch 1/2"):
       break
-  time.sleep(0.5)  # epoch 2 is under way, past its first backups (every 10 steps)
+  # Epoch 1 leaves 60 backups (one per 10 steps); the 62nd is epoch 2 past step 10. Waiting for
+  # it on disk, not for a time, keeps the kill mid-epoch on a loaded machine too.
+  wait_for_backup(model_dir / "backup", 62, proc)
   proc.send_signal(signal.SIGKILL)
   proc.wait(timeout=60)
   result = subprocess.run(args, cwd=REPO, env=cli_env(), capture_output=True, text=True,
