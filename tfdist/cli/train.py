@@ -11,6 +11,7 @@ from tfdist import config as config_lib
 from tfdist.cli.app import EXIT_OK, native_stderr_to_log, run_command
 from tfdist.cluster import (ClusterOptions, TaskConfig, TaskId, environments, load_spec_file,
                             tf_config)
+from tfdist.models.options import SPARSE_UPDATES
 from tfdist.strategy import STRATEGY_NAMES
 from tfdist.strategy.options import COMMUNICATIONS, CROSS_DEVICE_OPS
 from tfdist.train import LOOPS, precision
@@ -90,6 +91,10 @@ FIELD_FLAGS = {
         "save_share", None, "Share of training time saving may cost, half for backups and "
         "half for epoch checkpoints: their intervals widen until it does (0: backups exactly "
         "every --backup_every_steps, a checkpoint after every epoch).")),
+    "sparse_updates": ("train.sparse_updates", flags.DEFINE_enum(
+        "sparse_updates", None, SPARSE_UPDATES, "Embedding tables: rows (a step reads and "
+        "writes only its batch's rows; Adam and momentum lazily), dense (Keras's own rules), "
+        "auto (rows under parameter servers).")),
     "steps_per_execution": ("train.steps_per_execution", flags.DEFINE_integer(
         "steps_per_execution", None, "Train steps per tf.function call, in both loops (a "
         "model you compiled keeps its own in fit).")),

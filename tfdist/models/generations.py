@@ -56,6 +56,22 @@ def check_keras3_backend(where: str = "`model.name`") -> None:
         "\"tensorflow\" in ~/.keras/keras.json)")
 
 
+def check_whole_variables(model, where: str = "`model.name`") -> None:
+  """Raises ModelError when a Keras 3 variable was split over ps tasks: TensorFlow's
+  GradientTape takes a Keras 3 variable for one resource variable (`.handle`), which a
+  ShardedVariable is not, so the first step would fail deep inside Keras."""
+  if generation(model, where) != KERAS3:
+    return
+  split = [v.path for v in model.weights
+           if isinstance(getattr(v, "value", None), tf.__internal__.distribute.ShardedVariable)]
+  if split:
+    raise ModelError(
+        f"{where}: Keras 3 variables cannot be split over ps tasks (TensorFlow cannot "
+        f"differentiate them), and {', '.join(split[:3])} would be; set "
+        "--ps_shard_min_bytes=0 to keep each variable whole on one ps task, or build the "
+        "model with tf_keras, whose variables can be split")
+
+
 def keras3_version() -> str:
   """E.g. `Keras 3.15.1`, without importing it."""
   try:

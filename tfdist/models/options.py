@@ -8,6 +8,9 @@ from tfdist._input import short
 from tfdist._user_code import is_function_name
 
 BUILTIN_MODELS = ("cnn", "mlp")
+# How embedding tables are read and updated (row_updates.py): auto is rows under
+# ParameterServerStrategy, where the tables live on ps tasks, else dense.
+SPARSE_UPDATES = ("auto", "rows", "dense")
 
 
 class ModelError(ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from tfdist.models.options import SPARSE_UPDATES
 from tfdist.train.precision import POLICIES as MIXED_PRECISION
 
 LOOPS = ("fit", "custom")
@@ -38,6 +39,10 @@ class TrainOptions:
     init_checkpoint: start a new run from these weights: a weights checkpoint prefix
       (`.../checkpoints/ckpt-0004`) or a tfdist model dir (its final checkpoint). A run
       that resumes from its backup, or continues a finished run, ignores it.
+    sparse_updates: how embedding tables are read and updated (models/row_updates.py):
+      `rows` (a step reads and writes only its batch's rows: SGD exactly, Adam and SGD with
+      momentum lazily), `dense` (Keras's own rules), `auto` (rows under
+      ParameterServerStrategy, where tables live on ps tasks; dense elsewhere).
     mixed_precision: `auto` (bfloat16 for tfdist's own models on CPUs with native bfloat16,
       else float32; see precision.py), `off`, `bfloat16`, or `float16` (GPUs; `fit` only,
       which scales the loss). Library calls treat `auto` as `off`: the CLI decides it.
@@ -55,6 +60,7 @@ class TrainOptions:
   export: bool = True
   mixed_precision: str = "auto"
   init_checkpoint: Optional[str] = None
+  sparse_updates: str = "auto"
 
   def __post_init__(self):
     _positive_int("train.epochs", self.epochs)
@@ -77,6 +83,9 @@ class TrainOptions:
     if self.mixed_precision == "float16" and self.loop == "custom":
       raise TrainOptionsError("`train.mixed_precision` ('float16') needs loss scaling, which only "
                               "`train.loop=fit` does; use bfloat16 with the custom loop")
+    if self.sparse_updates not in SPARSE_UPDATES:
+      raise TrainOptionsError(f"`train.sparse_updates` ({self.sparse_updates!r}) must be one of "
+                              f"{', '.join(SPARSE_UPDATES)}")
     if self.loop not in LOOPS:
       raise TrainOptionsError(f"`train.loop` ({self.loop!r}) must be one of {', '.join(LOOPS)}")
     if self.init_checkpoint is not None and (not self.init_checkpoint

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import time
 import uuid
-from typing import Optional
+from typing import Any, Optional
 
 import tensorflow as tf
 import tf_keras as keras
@@ -22,7 +22,7 @@ from tfdist.checkpoint.resume import log_resume
 from tfdist.cluster import EVALUATOR, TaskConfig
 from tfdist.data import DataSourceError, DatasetSource
 from tfdist.evaluation.evaluator import CheckpointEvaluator
-from tfdist.models import ModelFn, compiling, generations
+from tfdist.models import ModelFn, compiling, generations, row_updates
 from tfdist.strategy import collective, kinds
 from tfdist.train.options import TrainOptions, TrainOptionsError
 
@@ -100,6 +100,10 @@ class Trainer:
       model = compiling.compile_if_needed(
           model, learning_rate=self.options.learning_rate, class_ids=spec.class_ids,
           steps_per_execution=self.options.steps_per_execution)
+    if kinds.uses_coordinator(self.strategy):
+      generations.check_whole_variables(model)
+    if compile_model:  # else the custom loop's step loss brings its own optimizer
+      self.read_and_update_rows(model, model.optimizer)
     if isinstance(spec.labels, dict):
       outputs = sorted(model.output_names)
       if sorted(spec.labels) != outputs:
@@ -107,6 +111,20 @@ class Trainer:
             f"`data.dataset` ({self.source.name}): the label keys {sorted(spec.labels)} are not "
             f"the model's outputs {outputs}; name each output (its layer) as its label's key")
     return model
+
+  def read_and_update_rows(self, model: keras.Model, optimizer: Any) -> None:
+    """With `sparse_updates` deciding rows: the model's embeddings read only their rows and
+    `optimizer` (when it has a row rule) updates only them; says so in one log line."""
+    choice = self.options.sparse_updates
+    if row_updates.decide(choice, kinds.uses_coordinator(self.strategy)) != row_updates.ROWS:
+      return
+    embeddings = row_updates.read_rows_only(model)
+    rule = row_updates.update_rows_sparsely(optimizer)
+    logging.info("Sparse updates: rows (--sparse_updates=%s%s): %s%s", choice,
+                 ", parameter servers" if choice == row_updates.AUTO else "",
+                 rule or f"{type(optimizer).__name__} has no row rule, its own rule applies",
+                 f"; {embeddings} Keras 3 Embedding layer(s) read only their rows"
+                 if embeddings else "")
 
   def begin(self, model: keras.Model) -> None:
     """Loads the starting weights into `model` (built in the strategy's scope), then
