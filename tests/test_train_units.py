@@ -187,6 +187,22 @@ def test_epoch_clock_leaves_out_the_first_epoch(monkeypatch):
   wall[0] += 2.0
   only.stop(steps=10)
   assert only.examples_per_sec == pytest.approx(320)  # one epoch: that epoch
+  assert clock.step_ms is None  # no epoch marked the end of its steps
+
+
+def test_step_time_leaves_out_the_saves_after_the_steps(monkeypatch):
+  from tfdist.train import clock as clock_module
+  wall = [0.0]
+  monkeypatch.setattr(clock_module.time, "perf_counter", lambda: wall[0])
+  clock = clock_module.EpochClock(global_batch_size=64)
+  for steps_seconds, save_seconds in ((9.0, 1.0), (2.0, 6.0), (3.0, 0.0)):  # 100 steps each
+    clock.start()
+    wall[0] += steps_seconds
+    clock.steps_ended()
+    wall[0] += save_seconds
+    clock.stop(steps=100)
+  assert clock.step_ms == pytest.approx((20 + 30) / 2)  # after the first epoch, no saves
+  assert clock.examples_per_sec == pytest.approx((6400 / 8 + 6400 / 3) / 2)  # with them
 
 
 def test_first_step_time_waits_for_a_scheduled_step_once(monkeypatch):

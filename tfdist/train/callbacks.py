@@ -40,6 +40,19 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
       self._graph_written = True
 
 
+class StepsEnded(keras.callbacks.Callback):
+  """Marks on `clock` when an epoch's steps are done: put it before the saving callbacks.
+  (fit waits for a parameter-server epoch's steps before its epoch-end hooks.)"""
+
+  def __init__(self, clock: EpochClock):
+    super().__init__()
+    self._supports_tf_logs = True  # reads no logs
+    self.clock = clock
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.clock.steps_ended()
+
+
 class RunMeter(keras.callbacks.Callback):
   """Clocks each epoch (examples/s, CPU time per step) and notices where a restored run
   resumed.

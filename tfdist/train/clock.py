@@ -9,23 +9,32 @@ from typing import Optional
 
 class EpochClock:
   """Each epoch's examples/s and this process's CPU time per step (all its threads: input,
-  saves and training), both averaged over the epochs after the first, which traces.
+  saves and training), both averaged over the epochs after the first, which traces; and
+  the wall time per step without the epoch's saves.
 
   Example:
     clock = EpochClock(global_batch_size=64)
     clock.start()                  # at the epoch's first step
-    rate = clock.stop(steps=120)   # after its last step and its saves
+    clock.steps_ended()            # its last step is done (before its saves)
+    rate = clock.stop(steps=120)   # after its saves
   """
 
   def __init__(self, global_batch_size: int):
     self.global_batch_size = global_batch_size
     self.rates: list[float] = []
     self.cpu_seconds_per_step: list[float] = []
+    self.seconds_per_step: list[float] = []  # saves excluded
     self.last_seconds = 0.0  # the last epoch's
     self._wall = self._cpu = 0.0
+    self._steps_ended: Optional[float] = None
 
   def start(self) -> None:
     self._wall, self._cpu = time.perf_counter(), time.process_time()
+    self._steps_ended = None
+
+  def steps_ended(self) -> None:
+    """The epoch's steps are done; what follows until `stop` is saving."""
+    self._steps_ended = time.perf_counter()
 
   def stop(self, steps: int) -> Optional[float]:
     """Ends the epoch begun by `start` after `steps` steps; returns its examples/s."""
@@ -34,6 +43,8 @@ class EpochClock:
       return None
     self.rates.append(steps * self.global_batch_size / seconds)
     self.cpu_seconds_per_step.append((time.process_time() - self._cpu) / steps)
+    if self._steps_ended is not None:
+      self.seconds_per_step.append((self._steps_ended - self._wall) / steps)
     return self.rates[-1]
 
   @property
@@ -43,6 +54,12 @@ class EpochClock:
   @property
   def cpu_ms_per_step(self) -> Optional[float]:
     mean = _mean_after_first(self.cpu_seconds_per_step)
+    return None if mean is None else mean * 1000
+
+  @property
+  def step_ms(self) -> Optional[float]:
+    """Wall ms per step, saves excluded (the epochs after the first)."""
+    mean = _mean_after_first(self.seconds_per_step)
     return None if mean is None else mean * 1000
 
 

@@ -173,6 +173,7 @@ class CustomLoop:
       loop_actions.close_all(actions)
     history.examples_per_sec = clock.examples_per_sec
     history.cpu_ms_per_step = clock.cpu_ms_per_step
+    history.step_ms = clock.step_ms
     return history
 
   def _restore(self, backup: tf.train.Checkpoint, history: TrainHistory) -> TrainingPosition:
@@ -192,13 +193,14 @@ class CustomLoop:
 
   def _actions(self, backup: tf.train.Checkpoint, position: TrainingPosition,
                schedule: SaveSchedule, clock: EpochClock) -> list[loop_actions.LoopAction]:
-    """In the order they run: SIGTERM save, epoch checkpoint, backup, then the report (its
-    epoch time includes the saves)."""
+    """In the order they run: the end of the epoch's steps on the clock, SIGTERM save, epoch
+    checkpoint, backup, then the report (its epoch time includes the saves)."""
     trainer, options = self.trainer, self.trainer.options
     by_interval = bool(options.backup_every_steps) and self.coordinator is None
     backups = loop_actions.Backups(backup, trainer.model_dir, schedule, by_interval,
                                    options.epochs)
     return [
+        loop_actions.StepsEnded(clock),
         loop_actions.ScheduleClock(schedule),
         loop_actions.PreemptionSave(self.strategy, backups.manager, position),
         loop_actions.EpochCheckpoints(

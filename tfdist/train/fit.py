@@ -14,7 +14,7 @@ from tfdist.checkpoint.epoch_checkpoints import EpochCheckpointCallback
 from tfdist.checkpoint.schedule import SaveSchedule, save_options
 from tfdist.models import generations
 from tfdist.strategy import kinds
-from tfdist.train.callbacks import EpochTensorBoard, RunMeter
+from tfdist.train.callbacks import EpochTensorBoard, RunMeter, StepsEnded
 from tfdist.train.custom_loop import ModelStepLoop, build_step_state, steps_per_execution
 from tfdist.train.options import TrainOptions
 from tfdist.train.trainer import Trainer, TrainHistory
@@ -99,12 +99,14 @@ def train_with_fit(trainer: Trainer, callbacks: Sequence = ()) -> tuple[keras.Mo
                    initial_epoch=first_epoch)
   history = model.fit(data, epochs=options.epochs, initial_epoch=first_epoch,
                       steps_per_epoch=trainer.steps_per_epoch,
-                      callbacks=[*output_callbacks(trainer, model), *callbacks, meter],
+                      callbacks=[StepsEnded(meter.clock), *output_callbacks(trainer, model),
+                                 *callbacks, meter],
                       verbose=1 if sys.stdout.isatty() else 2)
   result = TrainHistory(
       losses=history.history.get("loss", []), accuracies=history.history.get("accuracy", []),
       epochs_completed=meter.epochs_completed, examples_per_sec=meter.clock.examples_per_sec,
-      cpu_ms_per_step=meter.clock.cpu_ms_per_step, first_step_seconds=meter.first_step_seconds,
+      cpu_ms_per_step=meter.clock.cpu_ms_per_step, step_ms=meter.clock.step_ms,
+      first_step_seconds=meter.first_step_seconds,
       resumed_from=meter.resumed_from)
   if not history.epoch:
     # fit ran no epoch, so its backup held them all: the run ended after training, before its

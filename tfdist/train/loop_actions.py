@@ -86,6 +86,16 @@ class ScheduleClock(LoopAction):
     self.schedule.steps_done(steps)
 
 
+class StepsEnded(LoopAction):
+  """Marks on `clock` when an epoch's steps are done, before any action saves."""
+
+  def __init__(self, clock: EpochClock):
+    self.clock = clock
+
+  def after_epoch(self, position, logs):
+    self.clock.steps_ended()
+
+
 class PreemptionSave(LoopAction):
   """A SIGTERM to any task: all save the backup at the next inner loop's end, and exit 75.
   (Not under ParameterServerStrategy, which TensorFlow's handler does not support.)"""

@@ -36,6 +36,7 @@ class TrainHistory:
   epochs_completed: int = 0
   examples_per_sec: Optional[float] = None
   cpu_ms_per_step: Optional[float] = None
+  step_ms: Optional[float] = None  # wall time per step, saves excluded
   first_step_seconds: Optional[float] = None
   resumed_from: Optional[dict] = None
 
@@ -197,6 +198,7 @@ class Trainer:
         **figures,
         "examples_per_sec": history.examples_per_sec,
         "cpu_ms_per_step": history.cpu_ms_per_step,
+        "step_ms": history.step_ms,
         "seconds_to_first_step": history.first_step_seconds,
         "wall_seconds": time.perf_counter() - self.start_time,
         "resumed_from": history.resumed_from,
