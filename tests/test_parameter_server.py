@@ -191,3 +191,45 @@ def test_a_finished_job_prints_no_grpc_errors_after_its_summary(tmp_path, model)
     errors = [line for line in after_summary.splitlines() if TEARDOWN_ERRORS.search(line)]
     assert not errors, f"slow exit {slow_exit} s: {len(errors)} lines, e.g. {errors[:3]}"
     assert "[launch] job finished: status 0" in after_summary
+    rows_only = ("; 1 Keras 3 Embedding layer(s) read only their rows" if model == "keras3_model"
+                 else "\n")
+    assert ("Sparse updates: rows (--sparse_updates=auto, parameter servers): SGD: sparse "
+            f"gradients move only their rows (exact){rows_only}") in output
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_the_recommender_trains_with_its_tables_split_over_two_ps(tmp_path, loop):
+  """examples/recommender.py: two 1,000,003-row tables, each split over ps:0 and ps:1 (one
+  row more on the first), Adam updating only the rows a step looks up."""
+  model_dir = tmp_path / "run"
+  proc = start_launch(os.path.join(SPECS, "local-ps2.yaml"), tmp_path / "logs",
+                      ["python", "examples/recommender.py", f"--model_dir={model_dir}",
+                       f"--loop={loop}", "--epochs=3"])
+  output = proc.communicate(timeout=600)[0]
+  assert proc.returncode == 0, output[-4000:]
+  assert "[chief:0] user table 2 shard(s): ps:0 500,002 rows, ps:1 500,001 rows" in output
+  assert ("Sparse updates: rows (--sparse_updates=rows): Adam: lazy, sparse gradients update "
+          "only their rows") in output
+  auc = float(re.search(r"\[chief:0\] eval_auc (\S+);", output).group(1))
+  metrics = read_metrics(model_dir)
+  assert metrics["strategy"] == "ParameterServerStrategy" and metrics["loop"] == loop
+  assert auc == pytest.approx(metrics["eval_metrics"]["auc"], abs=1e-4) and auc > 0.8, auc
+  assert metrics["step_ms"] > 0
+
+
+def test_a_keras3_table_split_over_ps_tasks_is_one_line_and_exit_2(tmp_path):
+  """TensorFlow cannot differentiate a Keras 3 variable split over ps tasks: said before
+  anything is written, not as a traceback from the first step."""
+  model_dir = tmp_path / "run"
+  proc = start_launch(
+      os.path.join(SPECS, "local-ps2.yaml"), tmp_path / "logs",
+      ["tfdist", "train", "--model=tests.cluster_scripts.click_embeddings:keras3_model",
+       "--dataset=tests.cluster_scripts.click_embeddings:clicks", "--epochs=1",
+       "--steps_per_epoch=2", f"--model_dir={model_dir}", *THREAD_FLAGS])
+  output = proc.communicate(timeout=300)[0]
+  assert proc.returncode == 2, output[-4000:]
+  errors = [line for line in output.splitlines() if line.startswith("[chief:0] tfdist train: error:")]
+  assert len(errors) == 1 and "Keras 3 variables cannot be split over ps tasks" in errors[0] \
+      and "--ps_shard_min_bytes=0" in errors[0], output[-4000:]
+  assert "Traceback" not in output
+  assert not (model_dir / "run.json").exists()
