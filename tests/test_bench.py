@@ -58,6 +58,13 @@ def test_tiny_bench_figures_hang_together(tmp_path, data_dir):
     assert results["startup_seconds"][name] == row["seconds_to_first_step"] > 0
   assert scaling["1 worker (MWMS)"]["efficiency"] == pytest.approx(1.0)
 
+  tables = results["embedding_tables"]
+  assert [t["rows"] for t in tables.values()] == [10_000, 80_000]  # tiny: 1M and 8M in full
+  smallest = tables["10000"]["step_ms"]
+  for row in tables.values():
+    assert row["strategy"] == "ParameterServerStrategy" and row["step_ms"] > 0
+    assert row["vs_smallest"] == pytest.approx(row["step_ms"] / smallest)
+
   rate = results["input"]
   assert rate["training_consumes"] == medians["tfdist_defaults"]
   assert rate["ratio"] == pytest.approx(rate["examples_per_sec"] / rate["training_consumes"])
@@ -80,5 +87,9 @@ def test_tiny_bench_figures_hang_together(tmp_path, data_dir):
   for name, row in scaling.items():
     assert f"| scaling: {name}, {row['strategy']} | {row['examples_per_sec']:,.0f} | | | " \
            f"efficiency {row['efficiency']:.2f} |" in table
+  for row in tables.values():
+    assert (f"| recommender, 2 tables of {row['rows']:,} rows, ParameterServerStrategy "
+            f"(2 workers, 2 ps): {row['step_ms']:.1f} ms/step, saves excluded | "
+            f"{row['examples_per_sec']:,.0f} | | | {row['vs_smallest']:.2f}x") in table
   assert table == result.stdout[result.stdout.index("tfdist bench ("):][:len(table)]
   assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -34,6 +34,11 @@ def markdown(results: dict) -> str:
   for name, r in s.items():
     lines.append(f"| scaling: {name}, {r['strategy']} | {r['examples_per_sec']:,.0f} | | | "
                  f"efficiency {r['efficiency']:.2f} |")
+  for r in results["embedding_tables"].values():
+    lines.append(f"| recommender, 2 tables of {r['rows']:,} rows, {r['strategy']} (2 workers, "
+                 f"2 ps): {r['step_ms']:.1f} ms/step, saves excluded | "
+                 f"{r['examples_per_sec']:,.0f} | | | {r['vs_smallest']:.2f}x the smallest "
+                 "table's step time |")
   lines.append(f"| input pipeline alone (no model) | {i['examples_per_sec']:,.0f} | | | "
                f"{i['ratio']:.1f}x what training consumes |")
   mp = results["mixed_precision"]

@@ -16,6 +16,7 @@ from tfdist.train import precision
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HANDWRITTEN = os.path.join(REPO, "benchmarks", "handwritten.py")
+RECOMMENDER = os.path.join(REPO, "examples", "recommender.py")
 SPECS = os.path.join(REPO, "configs", "clusters")
 
 
@@ -34,6 +35,10 @@ class BenchSettings:
     scaling_batch: global batch for the scaling runs: large, so each step is compute-bound
       (more compute per all-reduce), as the scaling target asks.
     scaling_steps: steps per epoch in the scaling runs (mnist5k has only 3 batches of 1024).
+    table_rows: the recommender's table sizes, each in its own parameter-server run.
+    table_steps: steps per epoch in those runs (2 epochs; the second is measured). Long, so
+      the first epoch's backup, written in the background while the second trains (about
+      5 s for two 8M-row tables with Adam's slots), is a small part of it.
     data_dir: TFDS data dir (None: TFDS's default).
   """
 
@@ -42,13 +47,16 @@ class BenchSettings:
   reps: int = 2
   scaling_batch: int = 1024
   scaling_steps: int = 15
+  table_rows: tuple[int, ...] = (1_000_000, 8_000_000)
+  table_steps: int = 600
   data_dir: Optional[str] = None
 
   @classmethod
   def mode(cls, name: str, data_dir: Optional[str] = None) -> "BenchSettings":
     # Overhead runs are long enough to include saves at their steady rate (backups every few
     # hundred steps, epoch checkpoints every few epochs), not only the run's first ones.
-    sizes = {"tiny": cls(epochs=2, steps_per_epoch=4, reps=1, scaling_batch=64, scaling_steps=4),
+    sizes = {"tiny": cls(epochs=2, steps_per_epoch=4, reps=1, scaling_batch=64, scaling_steps=4,
+                         table_rows=(10_000, 80_000), table_steps=10),
              "quick": cls(epochs=5, steps_per_epoch=120, reps=3),
              "full": cls(epochs=6, steps_per_epoch=200, reps=5, scaling_steps=30)}
     return dataclasses.replace(sizes[name], data_dir=data_dir)
@@ -80,29 +88,32 @@ def _run(name: str, command: Sequence[str], timeout: float) -> str:
   return result.stdout
 
 
-def _train_metrics(name: str, launch: Sequence[str], settings: BenchSettings,
-                   flags: Sequence[str], timeout: float) -> dict:
-  """Runs `[tfdist launch ... --] tfdist train` into a temp model dir; returns its metrics.json."""
+def _trained_metrics(name: str, launch: Sequence[str], command: Sequence[str],
+                     timeout: float) -> dict:
+  """Runs `[tfdist launch LAUNCH --] COMMAND --model_dir=TEMP`, where COMMAND starts with
+  `tfdist` or `python`; returns the (chief's) metrics.json."""
   with tempfile.TemporaryDirectory(prefix="tfdist-bench-") as model_dir:
-    prefix = [sys.executable, "-m", "tfdist"]
+    command = [*command, f"--model_dir={model_dir}"]
     if launch:
-      prefix += ["launch", *launch, f"--log_dir={os.path.join(model_dir, 'logs')}", "--",
-                 "tfdist"]
-    _run(name, [*prefix, "train", f"--model_dir={model_dir}", *settings.train_flags(), *flags],
-         timeout)
+      command = [sys.executable, "-m", "tfdist", "launch", *launch,
+                 f"--log_dir={os.path.join(model_dir, 'logs')}", "--", *command]
+    else:  # this Python, not the first on PATH
+      command[:1] = [sys.executable, "-m", "tfdist"] if command[0] == "tfdist" else [sys.executable]
+    _run(name, command, timeout)
     with open(os.path.join(model_dir, "metrics.json"), encoding="utf-8") as f:
       return json.load(f)
 
 
 def tfdist_train(name: str, settings: BenchSettings, *flags: str, timeout: float = 600) -> dict:
   """`tfdist train` in a fresh process; returns its metrics.json."""
-  return _train_metrics(name, (), settings, flags, timeout)
+  return _trained_metrics(name, (), ["tfdist", "train", *settings.train_flags(), *flags], timeout)
 
 
 def tfdist_launch(name: str, spec: str, settings: BenchSettings, *flags: str,
                   timeout: float = 600) -> dict:
   """`tfdist launch SPEC -- tfdist train` on this machine; returns the chief's metrics.json."""
-  return _train_metrics(name, (f"--cluster_spec={spec}",), settings, flags, timeout)
+  return _trained_metrics(name, (f"--cluster_spec={spec}",),
+                          ["tfdist", "train", *settings.train_flags(), *flags], timeout)
 
 
 def handwritten(settings: BenchSettings, *flags: str, spec: Optional[str] = None,
@@ -207,6 +218,24 @@ def scaling(settings: BenchSettings) -> dict:
                  "seconds_to_first_step": m["seconds_to_first_step"],
                  "strategy": m["strategy"]}
           for name, (workers, m) in runs.items()}
+
+
+def embedding_tables(settings: BenchSettings, timeout: float = 900) -> dict:
+  """examples/recommender.py under ParameterServerStrategy (2 workers, 2 ps) with its user
+  and item tables at each of `settings.table_rows` rows: wall ms per step (saves excluded)
+  against the smallest table's. With rows read and updated sparsely it does not grow."""
+  spec = os.path.join(SPECS, "local-ps2.yaml")
+  runs = {}
+  for rows in settings.table_rows:
+    metrics = _trained_metrics(
+        f"recommender at {rows:,} rows", (f"--cluster_spec={spec}",),
+        ["python", RECOMMENDER, f"--rows={rows}", "--epochs=2",
+         f"--steps_per_epoch={settings.table_steps}"], timeout)
+    runs[rows] = {"step_ms": metrics["step_ms"], "examples_per_sec": metrics["examples_per_sec"],
+                  "strategy": metrics["strategy"]}
+  smallest = runs[min(runs)]["step_ms"]
+  return {str(rows): {**r, "rows": rows, "vs_smallest": r["step_ms"] / smallest}
+          for rows, r in runs.items()}
 
 
 def input_pipeline(settings: BenchSettings, consumption: float, batches: int = 300) -> dict:

@@ -1,4 +1,5 @@
-"""`tfdist bench [--quick|--tiny] [--out_dir=PATH]`: overhead, scaling, input, start-up, precision."""
+"""`tfdist bench [--quick|--tiny] [--out_dir=PATH]`: overhead, scaling, embedding tables, input,
+start-up, precision."""
 
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ def main(argv: Sequence[str]) -> int:
   overhead = runs.overhead(settings, _say)
   _say("scaling: 1 worker, 2 MWMS workers, parameter servers")
   scaling = runs.scaling(settings)
+  _say("embedding tables under parameter servers: " + ", ".join(
+      f"{rows:,} rows" for rows in settings.table_rows))
+  tables = runs.embedding_tables(settings)
   _say("input pipeline alone")
   consumption = overhead["median_examples_per_sec"]["tfdist_defaults"]
   with native_stderr_to_log():  # TensorFlow's C++ start-up lines, in this process
@@ -54,6 +58,7 @@ def main(argv: Sequence[str]) -> int:
                    "scaling_steps_per_epoch": settings.scaling_steps},
       "overhead": overhead,
       "scaling": scaling,
+      "embedding_tables": tables,
       "input": input_rate,
       "startup_seconds": {name: r["seconds_to_first_step"]
                           for name, r in scaling.items()},
