@@ -90,6 +90,8 @@ def test_bad_yaml_files(tmp_path):
      r"`train.epochs` \('xxx.*\.\.\.\) must"),
     ({"strategy": {"startup_timeout_s": [1]}}, config_lib.ConfigError,
      "`strategy.startup_timeout_s`"),
+    ({"train": {"sparse_updates": "lazy"}}, Exception,
+     r"`train.sparse_updates` \('lazy'\) must be one of auto, rows, dense"),
     ({1: {}}, config_lib.ConfigError, "`1`: unknown config section"),
     ({"train": {("a",): 1}}, config_lib.ConfigError, "unknown key"),
 ])
