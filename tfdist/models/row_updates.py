@@ -80,14 +80,26 @@ def update_rows_sparsely(optimizer) -> Optional[str]:
     update_rows_sparsely(model.optimizer)  # -> "Adam: lazy (...)"
   """
   optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # under a LossScaleOptimizer
-  rule = _RULES.get(_kind(optimizer))
-  if rule is None or getattr(optimizer, "_tfdist_row_updates", False):
-    return rule and _describe(optimizer)
+  kind = _kind(optimizer)
+  if kind is None:
+    return None
+  if getattr(optimizer, "amsgrad", False):
+    return "Adam with amsgrad: the dense rule (no row rule for amsgrad)"
+  if not getattr(optimizer, "_tfdist_row_updates", False):
+    _replace_update_step(optimizer, _RULES[kind])
+  if kind == "SGD" and not float(optimizer.momentum):
+    return "SGD: sparse gradients move only their rows (exact)"
+  return (f"{kind}: lazy, sparse gradients update only their rows and the rows' slots "
+          "(rows a step does not touch keep their slots)")
+
+
+def _replace_update_step(optimizer, rule: Callable) -> None:
+  """`optimizer.update_step` spends sparse gradients by `rule`, dense ones as before."""
   dense_step = optimizer.update_step
   keras3 = _is_keras3(optimizer)
 
   def update_step(self, gradient, variable, *learning_rate):
-    if not isinstance(gradient, tf.IndexedSlices) or _amsgrad(self):
+    if not isinstance(gradient, tf.IndexedSlices):
       return dense_step(gradient, variable, *learning_rate)
     lr = learning_rate[0] if keras3 else self.learning_rate
     return rule(self, gradient, variable, tf.cast(lr, variable.dtype))
@@ -95,7 +107,6 @@ def update_rows_sparsely(optimizer) -> Optional[str]:
   # An attribute of this instance only: the user's class and other instances are untouched.
   object.__setattr__(optimizer, "update_step", types.MethodType(update_step, optimizer))
   object.__setattr__(optimizer, "_tfdist_row_updates", True)
-  return _describe(optimizer)
 
 
 def _is_keras3(optimizer) -> bool:
@@ -110,20 +121,6 @@ def _kind(optimizer) -> Optional[str]:
   library = generations.keras_of(generations.KERAS3 if _is_keras3(optimizer)
                                  else generations.KERAS2)
   return name if type(optimizer) is getattr(library.optimizers, name, None) else None
-
-
-def _amsgrad(optimizer) -> bool:
-  return bool(getattr(optimizer, "amsgrad", False))  # left to the dense rule
-
-
-def _describe(optimizer) -> str:
-  kind = _kind(optimizer)
-  if kind == "SGD" and not float(optimizer.momentum):
-    return "SGD: sparse gradients move only their rows (exact)"
-  if _amsgrad(optimizer):
-    return "Adam with amsgrad: the dense rule (no row rule for amsgrad)"
-  return (f"{kind}: lazy, sparse gradients update only their rows and the rows' slots "
-          "(rows a step does not touch keep their slots)")
 
 
 # --- The rules: `gradient` is an IndexedSlices, `lr` a scalar of the variable's dtype. ---
@@ -153,10 +150,11 @@ def _add(variable, ids: tf.Tensor, values: tf.Tensor) -> None:
   _tensor_variable(variable).scatter_add(tf.IndexedSlices(values, ids))
 
 
-def _slot(optimizer, variable, tf_keras_name: str, keras3_name: str):
+def _slot(optimizer, variable, name: str):
+  """`variable`'s slot `name` (e.g. `_momentums`): both libraries name their lists alike."""
   if _is_keras3(optimizer):
-    return getattr(optimizer, keras3_name)[optimizer._get_variable_index(variable)]  # pylint: disable=protected-access
-  return getattr(optimizer, tf_keras_name)[optimizer._index_dict[optimizer._var_key(variable)]]  # pylint: disable=protected-access
+    return getattr(optimizer, name)[optimizer._get_variable_index(variable)]  # pylint: disable=protected-access
+  return getattr(optimizer, name)[optimizer._index_dict[optimizer._var_key(variable)]]  # pylint: disable=protected-access
 
 
 def _sgd(optimizer, gradient: tf.IndexedSlices, variable, lr: tf.Tensor) -> None:
@@ -166,7 +164,7 @@ def _sgd(optimizer, gradient: tf.IndexedSlices, variable, lr: tf.Tensor) -> None
   if not momentum:
     _add(variable, ids, -lr * grad)
     return
-  m = _slot(optimizer, variable, "momentums", "momentums")
+  m = _slot(optimizer, variable, "momentums")
   m_rows = momentum * _read(m, ids) - lr * grad
   _write(m, ids, m_rows)
   _add(variable, ids, momentum * m_rows - lr * grad if optimizer.nesterov else m_rows)
@@ -183,8 +181,8 @@ def _adam(optimizer, gradient: tf.IndexedSlices, variable, lr: tf.Tensor) -> Non
   epsilon = tf.cast(optimizer.epsilon, variable.dtype)
   if getattr(optimizer, "adaptive_epsilon", False):  # tf_keras's option, as its dense rule
     epsilon = epsilon * tf.sqrt(1 - beta_2_power)
-  m = _slot(optimizer, variable, "_momentums", "_momentums")
-  v = _slot(optimizer, variable, "_velocities", "_velocities")
+  m = _slot(optimizer, variable, "_momentums")
+  v = _slot(optimizer, variable, "_velocities")
   m_rows = beta_1 * _read(m, ids) + (1 - beta_1) * grad
   v_rows = beta_2 * _read(v, ids) + (1 - beta_2) * tf.square(grad)
   _write(m, ids, m_rows)
