@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tfdist.checkpoint import CheckpointError, ModelDir
-from tfdist.checkpoint.resume import resolve_checkpoint, starting_point
+from tfdist.checkpoint.resume import backed_up_step, resolve_checkpoint, starting_point
 
 
 def finished_run(root, epochs=4, metrics=True):
@@ -95,3 +95,18 @@ def test_only_the_chief_writes_in_the_model_dir(tmp_path):
   other.start_run("run-a")
   other.write_metrics({"x": 1})
   assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("layout, expected", [
+    ({"step": 134}, 134),                                      # the custom loop's counter
+    ({"ckpt_saved_epoch": 2, "ckpt_saved_batch": 9}, 134),     # fit, after step 9 of epoch 3
+    ({"ckpt_saved_epoch": 2, "ckpt_saved_batch": 61}, 186),    # fit, an epoch's last step
+    ({"ckpt_saved_epoch": 2, "ckpt_saved_batch": -1}, 186),    # fit, at an epoch's end (PSS)
+])
+def test_a_backup_says_how_many_steps_it_holds_in_either_layout(tmp_path, layout, expected):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  checkpoint = tf.train.Checkpoint(**{name: tf.Variable(value, dtype=tf.int64)
+                                      for name, value in layout.items()})
+  tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=1).save()
+  assert backed_up_step(str(tmp_path), 62) == expected
+  assert backed_up_step(str(tmp_path / "none"), 62) == 0

@@ -92,6 +92,9 @@ def test_bad_yaml_files(tmp_path):
      "`strategy.startup_timeout_s`"),
     ({"train": {"sparse_updates": "lazy"}}, Exception,
      r"`train.sparse_updates` \('lazy'\) must be one of auto, rows, dense"),
+    ({"train": {"deterministic": True, "seed": None}}, Exception,
+     r"`train.deterministic` needs `train.seed`"),
+    ({"train": {"deterministic": "yes"}}, config_lib.ConfigError, "`train.deterministic`"),
     ({1: {}}, config_lib.ConfigError, "`1`: unknown config section"),
     ({"train": {("a",): 1}}, config_lib.ConfigError, "unknown key"),
 ])

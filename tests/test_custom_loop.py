@@ -9,24 +9,10 @@ import time
 
 import pytest
 
-from tests.helpers import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
+from tests.helpers import (REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist,
+                           wait_for_backup)
 
 SPECS = os.path.join(REPO, "configs", "clusters")
-
-
-def wait_for_backup(folder, number: int, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-  """Waits until the CheckpointManager in `folder` has saved backup `number` (ckpt-<number>)."""
-  deadline = time.monotonic() + timeout_s
-  while time.monotonic() < deadline:
-    assert proc.poll() is None, "the run ended before it was killed"
-    try:
-      first_line = (folder / "checkpoint").read_text().splitlines()[0]
-      if int(first_line.rsplit("ckpt-", 1)[1].rstrip('"')) >= number:
-        return
-    except (FileNotFoundError, IndexError, ValueError):
-      pass  # not written yet, or caught mid-write
-    time.sleep(0.05)
-  raise AssertionError(f"no backup {number} in {folder} within {timeout_s} s")
 
 
 @pytest.mark.e2e

@@ -76,3 +76,20 @@ def test_a_user_module_that_fails_to_import_is_one_error(tmp_path, monkeypatch, 
       resolve("broken_models:build")
   finally:
     sys.modules.pop("broken_models", None)
+
+
+def test_the_weights_fingerprint_is_the_weights_not_their_file(tmp_path):
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  from tfdist.models import generations  # pylint: disable=import-outside-toplevel
+  build = lambda seed: (tf_keras.utils.set_random_seed(seed),  # noqa: E731
+                        resolve("mlp")(input_shape=(4, 4, 1), num_classes=3))[1]
+  first, same, other = build(1), build(1), build(2)
+  digest = generations.weights_sha256(first)
+  assert len(digest) == 64 and digest == generations.weights_sha256(same)
+  assert digest != generations.weights_sha256(other)
+  generations.save_weights(first, str(tmp_path / "ckpt"))  # restored: equal again
+  generations.load_weights(other, str(tmp_path / "ckpt")).expect_partial()
+  assert generations.weights_sha256(other) == digest
+  kernel = other.weights[0]
+  kernel.assign(kernel + 1e-7)  # one changed value changes it
+  assert generations.weights_sha256(other) != digest

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -62,3 +63,19 @@ def start_launch(spec, log_dir, command, launch_args=(), env=None) -> subprocess
       [sys.executable, "-m", "tfdist", "launch", f"--cluster_spec={spec}", f"--log_dir={log_dir}",
        *launch_args, "--", *command],
       cwd=REPO, env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_backup(folder, number: int, proc: subprocess.Popen,
+                    timeout_s: float = 120) -> None:
+  """Waits until the CheckpointManager in `folder` has saved backup `number` (ckpt-<number>)."""
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline:
+    assert proc.poll() is None, "the run ended before it was killed"
+    try:
+      first_line = (folder / "checkpoint").read_text().splitlines()[0]
+      if int(first_line.rsplit("ckpt-", 1)[1].rstrip('"')) >= number:
+        return
+    except (FileNotFoundError, IndexError, ValueError):
+      pass  # not written yet, or caught mid-write
+    time.sleep(0.05)
+  raise AssertionError(f"no backup {number} in {folder} within {timeout_s} s")

@@ -58,7 +58,7 @@ def main(argv: Sequence[str]) -> int:
   path = results.append_evaluation(model_dir, result)
   print(f"tfdist: evaluated {result['checkpoint']} of {config.model.name} on {source.name} "
         f"({source.eval_split}): {evaluator.describe(result)} ({result['eval_examples']:,} "
-        f"examples); metrics in {path}", flush=True)
+        f"examples); weights_sha256 {result['weights_sha256']}; metrics in {path}", flush=True)
   return EXIT_OK
 
 

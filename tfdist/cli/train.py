@@ -70,6 +70,9 @@ FIELD_FLAGS = {
         "learning_rate", None, "Adam learning rate for uncompiled models.")),
     "seed": ("train.seed", flags.DEFINE_integer(
         "seed", None, "Seeds Python, NumPy, TensorFlow and the input shuffle.")),
+    "deterministic": ("train.deterministic", flags.DEFINE_boolean(
+        "deterministic", None, "Bit-identical runs: TensorFlow's op determinism and "
+        "deterministic input (needs a seed; not under parameter servers).")),
     "model_dir": ("train.model_dir", flags.DEFINE_string(
         "model_dir", None, "Checkpoints, backups, TensorBoard, export, metrics.json (any "
         "TensorFlow file system, e.g. gs://; shared by every task of a multi-worker job).")),

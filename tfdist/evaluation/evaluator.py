@@ -54,7 +54,7 @@ class CheckpointEvaluator:
   def evaluate(self, checkpoint: str) -> dict:
     """Loads `checkpoint` (a TF weights checkpoint prefix) and evaluates the whole eval split:
     checkpoint, epoch, eval_loss, eval_metrics (every compiled metric, as Keras names it),
-    eval_accuracy (None without an accuracy metric), eval_examples."""
+    eval_accuracy (None without an accuracy metric), eval_examples, weights_sha256."""
     epoch = checkpoint_epoch(checkpoint)
     generations.load_weights(self.model, checkpoint).expect_partial()
     figures = self.figures()
@@ -67,7 +67,8 @@ class CheckpointEvaluator:
       self.writer.flush()
     logging.info("Evaluated %s (epoch %s): %s", os.path.basename(checkpoint), epoch,
                  describe(figures))
-    return {"checkpoint": os.path.basename(checkpoint), "epoch": epoch, **figures}
+    return {"checkpoint": os.path.basename(checkpoint), "epoch": epoch, **figures,
+            "weights_sha256": generations.weights_sha256(self.model)}
 
   def figures(self) -> dict:
     """eval_loss, eval_metrics, eval_accuracy, eval_examples of the model's current weights."""

@@ -10,10 +10,12 @@ who use it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import sys
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -107,6 +109,44 @@ def weights_checkpoint(model) -> tf.train.Checkpoint:
   if generation(model) == KERAS3:
     return tf.train.Checkpoint(model=model)
   return tf.train.Checkpoint(root=model)
+
+
+def checkpoint_random_state(model) -> int:
+  """Makes the model's random draws (tf_keras's Dropout and other random layers) part of its
+  checkpoints, so a run resumed from a backup draws what the uninterrupted run drew; returns
+  how many random layers it found.
+
+  tf_keras draws from TensorFlow's per-op random state unless its random generator is on
+  (`tf_keras.backend.experimental.enable_tf_random_generator()`, before the model is built);
+  then each random layer has a tf.random.Generator, which tf_keras leaves out of checkpoints.
+  A module holding them becomes a dependency of the model (not a weight). Keras 3 layers keep
+  their seed generators' state as variables of their own.
+  """
+  if generation(model) != KERAS2:
+    return 0
+  generators = [layer._random_generator._generator  # pylint: disable=protected-access
+                for layer in model.submodules if isinstance(layer, tf_keras.layers.Layer)
+                and getattr(getattr(layer, "_random_generator", None), "_generator", None)]
+  if generators:
+    model._tfdist_random_state = tf.Module()  # pylint: disable=protected-access
+    model._tfdist_random_state.generators = generators  # pylint: disable=protected-access
+  return len(generators)
+
+
+def weights_sha256(model) -> str:
+  """A digest of the model's weights: each one's dtype, shape and values, in the model's
+  order (the same for a model built by the same code), whatever the checkpoint format or
+  the strategy (a mirrored weight counts once, a weight split over ps tasks whole).
+
+  Example:
+    weights_sha256(model)  # 'c0ffee...' (64 hex digits); equal digests: equal weights
+  """
+  digest = hashlib.sha256()
+  for weight in model.weights:
+    value = np.ascontiguousarray(tf.convert_to_tensor(weight).numpy())
+    digest.update(f"{value.dtype.str}{value.shape};".encode())
+    digest.update(value.tobytes())
+  return digest.hexdigest()
 
 
 def save_weights(model, prefix: str) -> None:

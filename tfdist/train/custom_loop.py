@@ -134,10 +134,12 @@ class CustomLoop:
 
   # --- The outer loop. ---
 
-  def _iterator(self):
+  def _iterator(self, start_step: int):
+    """The input from the batch the uninterrupted run reads after `start_step` steps."""
     input_fn = self.trainer.source.train_input_fn(self.trainer.global_batch_size,
-                                                  seed=self.trainer.options.seed,
-                                                  per_worker=self.coordinator is not None)
+                                                  seed=self.trainer.input_seed,
+                                                  per_worker=self.coordinator is not None,
+                                                  start_step=start_step)
     if self.coordinator is None:
       return iter(self.strategy.distribute_datasets_from_function(input_fn))
 
@@ -163,7 +165,7 @@ class CustomLoop:
                             trainer.steps_per_epoch, background=save_options(self.model))
     clock = EpochClock(trainer.global_batch_size)
     actions = self._actions(backup, position, schedule, clock)
-    iterator = self._iterator()
+    iterator = self._iterator(position.step)
     self.callbacks.on_train_begin()
     try:
       while position.epoch < options.epochs:

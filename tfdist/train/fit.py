@@ -92,7 +92,8 @@ def train_with_fit(trainer: Trainer, callbacks: Sequence = ()) -> tuple[keras.Mo
                  steps_per_execution(model))
     return model, trainer.finish(model, ModelStepLoop(trainer, model, callbacks).train())
   data = keras.utils.experimental.DatasetCreator(source.train_input_fn(
-      trainer.global_batch_size, seed=options.seed, per_worker=kinds.uses_coordinator(strategy)))
+      trainer.global_batch_size, seed=trainer.input_seed,
+      per_worker=kinds.uses_coordinator(strategy), start_step=trainer.start_step))
 
   first_epoch = trainer.starting_point.epoch
   meter = RunMeter(trainer.global_batch_size, started=trainer.start_time,

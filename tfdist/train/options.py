@@ -22,7 +22,13 @@ class TrainOptions:
     epochs: passes of `steps_per_epoch` steps.
     steps_per_epoch: None: one pass over the train split at the global batch.
     learning_rate: Adam's learning rate, for models that come uncompiled.
-    seed: seeds Python, NumPy, TensorFlow and the input shuffle; None: unseeded.
+    seed: seeds Python, NumPy, TensorFlow and the input shuffle; None: unseeded (the input's
+      order is still drawn from a seed, recorded in run.json, so a resumed run goes on
+      with the same order).
+    deterministic: TensorFlow's op determinism and deterministic tf.data: two runs with the
+      same flags and cluster shape, or a run killed and resumed from its backup, end with
+      bit-identical weights (`weights_sha256` in metrics.json). Needs a `seed`; refused
+      under ParameterServerStrategy, where the order of the workers' updates varies.
     loop: `fit` (Keras model.fit) or `custom` (tfdist's custom loop).
     backup_every_steps: BackupAndRestore interval in steps (0: at epoch ends); the least
       interval when `save_share` widens it.
@@ -53,6 +59,7 @@ class TrainOptions:
   steps_per_epoch: Optional[int] = None
   learning_rate: float = 1e-3
   seed: Optional[int] = 42
+  deterministic: bool = False
   loop: str = "fit"
   backup_every_steps: int = 50
   save_share: float = 0.01
@@ -86,6 +93,12 @@ class TrainOptions:
     if self.sparse_updates not in SPARSE_UPDATES:
       raise TrainOptionsError(f"`train.sparse_updates` ({self.sparse_updates!r}) must be one of "
                               f"{', '.join(SPARSE_UPDATES)}")
+    if not isinstance(self.deterministic, bool):
+      raise TrainOptionsError(
+          f"`train.deterministic` ({self.deterministic!r}) must be true or false")
+    if self.deterministic and self.seed is None:
+      raise TrainOptionsError("`train.deterministic` needs `train.seed` (an integer): runs "
+                              "without one start from different weights")
     if self.loop not in LOOPS:
       raise TrainOptionsError(f"`train.loop` ({self.loop!r}) must be one of {', '.join(LOOPS)}")
     if self.init_checkpoint is not None and (not self.init_checkpoint

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import time
 import uuid
 from typing import Any, Optional
@@ -73,18 +74,52 @@ class Trainer:
     self.model_dir = ModelDir(self.options.model_dir, self.is_chief)
     # Every task reads what the model dir holds before the chief records this run.
     record, has_backup = self.model_dir.read_run(), self.model_dir.has_backup()
-    if kinds.spans_processes(self.strategy):
-      collective.gather_across_workers(self.strategy, [0])
     self.starting_point = resume.starting_point(record, has_backup, self.model_dir,
                                                 self.options.epochs,
                                                 self.options.init_checkpoint)
     logging.info("Run start: %s", self.starting_point.reason)
+    # (Also a barrier: every task has read the model dir before the chief records this run.)
+    self.input_seed = collective.agree_on_max(self.strategy,
+                                              self._input_seed(record, has_backup))
+    # The steps trained before this run: the input stream starts after them.
+    self.start_step = (resume.backed_up_step(self.model_dir.backup, self.steps_per_epoch)
+                       if has_backup else self.starting_point.epoch * self.steps_per_epoch)
+    if self.options.deterministic:
+      self._make_deterministic()
     if self.options.seed is not None:
       generations.set_random_seed(self.options.seed)
     # Before any model is built: layers take the global policy when created.
     generations.set_mixed_precision(self.options.mixed_precision)
     self.run_id = ((self.task_config and self.task_config.run_id)
                    or f"local-{uuid.uuid4().hex[:12]}")
+
+  def _input_seed(self, record: Optional[dict], has_backup: bool) -> int:
+    """`seed`; unseeded, the one the run being resumed or continued drew, else a new one
+    (the workers then agree on the largest draw)."""
+    if self.options.seed is not None:
+      return self.options.seed
+    recorded = (record or {}).get("input_seed")
+    if self.starting_point.epoch or has_backup:
+      if isinstance(recorded, int):
+        logging.info("Input order: seed %d, drawn by the run this one goes on with", recorded)
+        return recorded
+      logging.warning("Input order: no seed recorded in run.json; this part of the run reads "
+                      "its examples in a new order")
+    drawn = random.SystemRandom().getrandbits(31)
+    logging.info("Input order: seed %d drawn (train.seed is unset), recorded in run.json", drawn)
+    return drawn
+
+  def _make_deterministic(self) -> None:
+    """Raises TrainOptionsError under ParameterServerStrategy."""
+    if kinds.uses_coordinator(self.strategy):
+      raise TrainOptionsError(
+          "`train.deterministic`: ParameterServerStrategy cannot run deterministically (workers "
+          "update the variables in whatever order their steps finish); use it with "
+          "MirroredStrategy or MultiWorkerMirroredStrategy")
+    tf.config.experimental.enable_op_determinism()
+    keras.backend.experimental.enable_tf_random_generator()
+    logging.info("Deterministic: op determinism on, input in a fixed order (seed %d)",
+                 self.input_seed)
 
   def build_model(self, compile_model: bool = True) -> keras.Model:
     """The model, built by `model_fn` (call in the strategy's scope); compiled by tfdist if it
@@ -103,6 +138,8 @@ class Trainer:
           steps_per_execution=self.options.steps_per_execution)
     if kinds.uses_coordinator(self.strategy):
       generations.check_whole_variables(model)
+    if self.options.deterministic:
+      generations.checkpoint_random_state(model)
     if compile_model:  # else the custom loop's step loss brings its own optimizer
       self.read_and_update_rows(model, model.optimizer)
     if isinstance(spec.labels, dict):
@@ -140,7 +177,7 @@ class Trainer:
     # nonce tells this start of the run from any earlier one (see check_shared_model_dir).
     self.model_dir.start_run(self.run_id, keep_checkpoints=self.starting_point.epoch > 0 or None,
                              mixed_precision=_policy_name(self.options.mixed_precision),
-                             nonce=uuid.uuid4().hex)
+                             input_seed=self.input_seed, nonce=uuid.uuid4().hex)
     check_shared_model_dir(self.strategy, self.task_config, self.model_dir, self.run_id)
 
   def _load_starting_weights(self, model: keras.Model) -> None:
@@ -202,6 +239,8 @@ class Trainer:
         "seconds_to_first_step": history.first_step_seconds,
         "wall_seconds": time.perf_counter() - self.start_time,
         "resumed_from": history.resumed_from,
+        "weights_sha256": generations.weights_sha256(model),
+        "input_seed": self.input_seed,
         "started_from": {"epoch": self.starting_point.epoch,
                          "weights": self.starting_point.weights,
                          "reason": self.starting_point.reason},
