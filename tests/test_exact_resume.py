@@ -57,6 +57,10 @@ def test_a_resumed_unseeded_run_reads_every_example_once_an_epoch(tmp_path, loop
   assert "Input resumes at example" in result.stderr
   # The seed the killed run drew (run.json) orders the resumed run's input.
   assert f"Input order: seed {metrics['input_seed']}, drawn by the run" in result.stderr
+  if loop == "fit":  # the final checkpoint has the final weights' digest
+    evaluated = run_tfdist("evaluate", f"--model_dir={model_dir}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert f"weights_sha256 {metrics['weights_sha256']};" in evaluated.stdout
 
 
 # mnist5k's cnn (dropout included) on 2 replicas: 62 steps an epoch, a backup every 10 steps;
@@ -67,10 +71,15 @@ DETERMINISTIC = ("--deterministic", "--seed=3", "--epochs=2", "--strategy=mirror
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("loop", ["fit", "custom"])
+@pytest.mark.parametrize("loop, model", [
+    ("fit", "cnn"), ("custom", "cnn"),
+    ("fit", "tests.cluster_scripts.keras3_dropout:cnn"),  # Keras 3: its train_step in our loop
+])
 def test_a_killed_and_resumed_deterministic_run_ends_with_the_uninterrupted_weights(
-    tmp_path, data_dir, loop):
-  args = (*DETERMINISTIC, f"--loop={loop}", f"--data_dir={data_dir}")
+    tmp_path, data_dir, loop, model):
+  args = (*DETERMINISTIC, f"--loop={loop}", f"--model={model}", f"--data_dir={data_dir}")
+  if ":" in model:  # Keras 3's backups are the custom loop's
+    loop = "custom"
   whole = run_tfdist("train", f"--model_dir={tmp_path / 'whole'}", *args)
   assert whole.returncode == 0, whole.stderr[-3000:]
   resumed = kill_and_resume(args, tmp_path / "resumed", backup_folder(tmp_path / "resumed", loop),

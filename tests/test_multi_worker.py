@@ -25,6 +25,29 @@ def launch_train(spec, model_dir, log_dir, *train_args, launch_args=(), timeout=
                     f"--model_dir={model_dir}", *THREAD_FLAGS, *train_args, timeout=timeout)
 
 
+# What the fault tests below train, deterministically: a job killed or preempted and resumed
+# must end with the weights of the same job uninterrupted.
+FAULT_TRAINING = ("--deterministic", "--epochs=4", "--steps_per_epoch=150")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_weights(tmp_path_factory, data_dir):
+  """fingerprint(loop): weights_sha256 of FAULT_TRAINING's 2-worker job run to its end (each
+  loop's run once, on first use)."""
+  fingerprints = {}
+
+  def fingerprint(loop: str) -> str:
+    if loop not in fingerprints:
+      root = tmp_path_factory.mktemp(f"uninterrupted-{loop}")
+      result = launch_train("local-2workers.yaml", root / "run", root / "logs",
+                            f"--data_dir={data_dir}", f"--loop={loop}", *FAULT_TRAINING)
+      assert result.returncode == 0, result.stdout[-4000:]
+      fingerprints[loop] = read_metrics(root / "run")["weights_sha256"]
+    return fingerprints[loop]
+
+  return fingerprint
+
+
 def assert_only_chief_wrote(model_dir):
   names = set(os.listdir(model_dir))
   assert names == {"checkpoints", "export", "metrics.json", "params.yaml", "run.json",
@@ -115,20 +138,22 @@ def test_every_example_is_seen_exactly_once_per_epoch(tmp_path, spec, shards, po
   assert f"Input: {policy} sharding for pipeline " in log
 
 
-def test_killed_worker_resumes_from_backup(tmp_path, data_dir):
-  """SIGKILL worker:1 mid-epoch; --restarts brings the job back from its last backup."""
+@pytest.mark.xdist_group("mwms_faults")  # one uninterrupted job per loop for the three
+def test_killed_worker_resumes_from_backup(tmp_path, data_dir, uninterrupted_weights):
+  """SIGKILL worker:1 mid-epoch; --restarts brings the job back from its last backup, and it
+  ends with the weights of the job never killed."""
   model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
   proc = subprocess.Popen(
       [sys.executable, "-m", "tfdist", "launch",
        f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=1",
        f"--log_dir={log_dir}", "--", "tfdist", "train", f"--model_dir={model_dir}",
-       f"--data_dir={data_dir}", "--epochs=8", "--backup_every_steps=10",
+       f"--data_dir={data_dir}", *FAULT_TRAINING, "--backup_every_steps=10",
        "--save_share=0", *THREAD_FLAGS],
       cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   output = []
   for line in proc.stdout:
     output.append(line)
-    if line.startswith("[worker:1] Epoch 3/8"):
+    if line.startswith("[worker:1] Epoch 3/4"):
       time.sleep(0.6)  # into the middle of epoch 3, past a backup at step 10
       worker_log = (log_dir / "worker-1.log").read_text()
       pid = int(re.search(r"started worker:1 \(pid (\d+)", worker_log).group(1))
@@ -154,7 +179,8 @@ def test_killed_worker_resumes_from_backup(tmp_path, data_dir):
   metrics = read_metrics(model_dir)
   assert metrics["resumed_from"] == {"epoch": int(resumed.group(1)), "step": int(resumed.group(2))}
   assert metrics["resumed_from"]["epoch"] >= 3  # not from the start
-  assert metrics["epochs_completed"] == 8 and metrics["eval_accuracy"] >= 0.95
+  assert metrics["epochs_completed"] == 4 and metrics["eval_accuracy"] >= 0.95
+  assert metrics["weights_sha256"] == uninterrupted_weights("fit")
   assert not (model_dir / "backup").exists()
 
 
@@ -237,20 +263,22 @@ def test_the_start_up_deadline_covers_only_the_rendezvous(tmp_path, data_dir):
   assert read_metrics(model_dir)["epochs_completed"] == 1
 
 
-@pytest.mark.parametrize("loop, trigger", [("fit", "[worker:1] Epoch 3/5"),
-                                           ("custom", "[worker:0] Epoch 2/5:")])
+@pytest.mark.xdist_group("mwms_faults")
+@pytest.mark.parametrize("loop, trigger", [("fit", "[worker:1] Epoch 3/4"),
+                                           ("custom", "[worker:0] Epoch 2/4:")])
 def test_sigterm_to_a_worker_saves_and_resumes_with_no_step_redone(tmp_path, data_dir, loop,
-                                                                    trigger):
+                                                                    trigger,
+                                                                    uninterrupted_weights):
   """SIGTERM (preemption) to worker:1 mid-epoch: every worker saves at the next step boundary and
-  exits 75; the launcher starts the job again without using --restarts; it resumes there."""
+  exits 75; the launcher starts the job again without using --restarts; it resumes there and
+  ends with the weights of the job never preempted."""
   steps_per_epoch = 150  # a whole mnist5k epoch (62 steps) can pass before the SIGTERM lands
   model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
   proc = subprocess.Popen(
       [sys.executable, "-m", "tfdist", "launch",
        f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=0",
        f"--log_dir={log_dir}", "--", "tfdist", "train", f"--model_dir={model_dir}",
-       f"--data_dir={data_dir}", "--epochs=5", f"--steps_per_epoch={steps_per_epoch}",
-       f"--loop={loop}", *THREAD_FLAGS],
+       f"--data_dir={data_dir}", *FAULT_TRAINING, f"--loop={loop}", *THREAD_FLAGS],
       cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   output = []
   for line in proc.stdout:
@@ -279,5 +307,6 @@ def test_sigterm_to_a_worker_saves_and_resumes_with_no_step_redone(tmp_path, dat
         rf"\[{task}\] .*Resumed from backup at epoch {epoch} after step {step} ", text)
   metrics = read_metrics(model_dir)
   assert metrics["resumed_from"] == {"epoch": epoch, "step": step}  # 0 steps redone
-  assert metrics["epochs_completed"] == 5 and metrics["eval_accuracy"] >= 0.95
+  assert metrics["epochs_completed"] == 4 and metrics["eval_accuracy"] >= 0.95
+  assert metrics["weights_sha256"] == uninterrupted_weights(loop)
   assert not (model_dir / "backup").exists()

@@ -112,25 +112,28 @@ def weights_checkpoint(model) -> tf.train.Checkpoint:
 
 
 def checkpoint_random_state(model) -> int:
-  """Makes the model's random draws (tf_keras's Dropout and other random layers) part of its
-  checkpoints, so a run resumed from a backup draws what the uninterrupted run drew; returns
-  how many random layers it found.
+  """Makes the model's random draws (Dropout and other random layers) part of its checkpoints,
+  so a run resumed from a backup draws what the uninterrupted run drew; returns how many
+  random layers it found.
 
   tf_keras draws from TensorFlow's per-op random state unless its random generator is on
   (`tf_keras.backend.experimental.enable_tf_random_generator()`, before the model is built);
-  then each random layer has a tf.random.Generator, which tf_keras leaves out of checkpoints.
-  A module holding them becomes a dependency of the model (not a weight). Keras 3 layers keep
-  their seed generators' state as variables of their own.
+  then each random layer has a tf.random.Generator. Keras 3 layers draw from seed generators
+  with a state variable. Neither Keras puts these in TF checkpoints: a module holding them
+  becomes a dependency of the model (not a weight: `model.weights` stays as it was).
   """
-  if generation(model) != KERAS2:
-    return 0
-  generators = [layer._random_generator._generator  # pylint: disable=protected-access
-                for layer in model.submodules if isinstance(layer, tf_keras.layers.Layer)
-                and getattr(getattr(layer, "_random_generator", None), "_generator", None)]
-  if generators:
-    model._tfdist_random_state = tf.Module()  # pylint: disable=protected-access
-    model._tfdist_random_state.generators = generators  # pylint: disable=protected-access
-  return len(generators)
+  if generation(model) == KERAS2:
+    states = [layer._random_generator._generator  # pylint: disable=protected-access
+              for layer in model.submodules if isinstance(layer, tf_keras.layers.Layer)
+              and getattr(getattr(layer, "_random_generator", None), "_generator", None)]
+  else:
+    states = [seeds.state.value for layer in model._flatten_layers()  # pylint: disable=protected-access
+              for seeds in getattr(layer, "_seed_generators", [])]
+  if states:
+    holder = tf.Module()
+    holder.states = states
+    model._tfdist_random_state = holder  # pylint: disable=protected-access
+  return len(states)
 
 
 def weights_sha256(model) -> str:

@@ -139,7 +139,8 @@ class Trainer:
     if kinds.uses_coordinator(self.strategy):
       generations.check_whole_variables(model)
     if self.options.deterministic:
-      generations.checkpoint_random_state(model)
+      logging.info("Deterministic: %d random layer(s) keep their draws in backups",
+                   generations.checkpoint_random_state(model))
     if compile_model:  # else the custom loop's step loss brings its own optimizer
       self.read_and_update_rows(model, model.optimizer)
     if isinstance(spec.labels, dict):
