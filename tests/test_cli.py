@@ -59,6 +59,18 @@ def test_bad_tf_config_exits_2(tmp_path, tf_config, fragment):
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("task", ["chief", "worker", "ps"])
+def test_deterministic_is_refused_on_every_task_of_a_parameter_server_job(tmp_path, task):
+  cluster = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"], "ps": ["127.0.0.1:3"]}
+  tf_config = json.dumps({"cluster": cluster, "task": {"type": task, "index": 0}})
+  result = run_tfdist("train", "--deterministic", f"--model_dir={tmp_path / 'run'}",
+                      env=cli_env(TF_CONFIG=tf_config))
+  assert_usage_error(result, "`train.deterministic`: ParameterServerStrategy cannot run "
+                     "deterministically")
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("flag, content, fragment", [
     ("--cluster_spec", b"\x7fELF\x02\x01\x01\x00\xff\xfe", "--cluster_spec: "),
     ("--config", b"\x7fELF\x02\x01\x01\x00\xff\xfe", "--config: "),

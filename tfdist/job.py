@@ -32,8 +32,10 @@ from tfdist.cluster import EXIT_OK, TaskConfig, environments
 from tfdist.data import load_source, per_replica_batch_size
 from tfdist.models import BUILTIN_MODELS, ModelFn, generations, resolve, with_known_arguments
 from tfdist.strategy import ROLE_EVALUATOR, ROLE_SERVER, devices, factory, parameter_server
+from tfdist.strategy.options import PARAMETER_SERVER
 from tfdist.strategy.startup import StartupWatchdog
 from tfdist.train import precision
+from tfdist.train.options import no_determinism_under_parameter_servers
 
 Config = Union[config_lib.ExperimentConfig, Mapping, str, None]
 # `Job(task_config=DETECT)`: find where this process runs (environments.detect).
@@ -111,6 +113,8 @@ class Job:
       self.config = config = dataclasses.replace(config, train=dataclasses.replace(
           config.train, init_checkpoint=resume.resolve_checkpoint(config.train.init_checkpoint)))
     self.choice = factory.choose_for_this_machine(config.strategy, self.task_config)
+    if config.train.deterministic and self.choice.name == PARAMETER_SERVER:
+      raise no_determinism_under_parameter_servers()  # on every task, before start-up
     devices.configure_host(cpu_replicas=config.strategy.cpu_replicas,
                            intra_op_threads=config.strategy.intra_op_threads,
                            inter_op_threads=config.strategy.inter_op_threads)

@@ -108,6 +108,14 @@ class TrainOptions:
       raise TrainOptionsError(f"`train.model_dir` ({self.model_dir!r}) must be a path")
 
 
+def no_determinism_under_parameter_servers() -> TrainOptionsError:
+  """The one-line refusal of `train.deterministic` under ParameterServerStrategy."""
+  return TrainOptionsError(
+      "`train.deterministic`: ParameterServerStrategy cannot run deterministically (workers "
+      "update the variables in whatever order their steps finish); use it with "
+      "MirroredStrategy or MultiWorkerMirroredStrategy")
+
+
 def _positive_int(field: str, value) -> None:
   if isinstance(value, bool) or not isinstance(value, int) or value < 1:
     raise TrainOptionsError(f"`{field}` ({value!r}) must be a positive integer")

@@ -25,7 +25,8 @@ from tfdist.data import DataSourceError, DatasetSource
 from tfdist.evaluation.evaluator import CheckpointEvaluator
 from tfdist.models import ModelFn, compiling, generations, row_updates
 from tfdist.strategy import collective, kinds
-from tfdist.train.options import TrainOptions, TrainOptionsError
+from tfdist.train.options import (TrainOptions, TrainOptionsError,
+                                  no_determinism_under_parameter_servers)
 
 
 @dataclasses.dataclass
@@ -112,10 +113,7 @@ class Trainer:
   def _make_deterministic(self) -> None:
     """Raises TrainOptionsError under ParameterServerStrategy."""
     if kinds.uses_coordinator(self.strategy):
-      raise TrainOptionsError(
-          "`train.deterministic`: ParameterServerStrategy cannot run deterministically (workers "
-          "update the variables in whatever order their steps finish); use it with "
-          "MirroredStrategy or MultiWorkerMirroredStrategy")
+      raise no_determinism_under_parameter_servers()
     tf.config.experimental.enable_op_determinism()
     keras.backend.experimental.enable_tf_random_generator()
     logging.info("Deterministic: op determinism on, input in a fixed order (seed %d)",
