@@ -14,7 +14,8 @@ from tests.helpers import k8s_sim
 from tests.helpers import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
 
 SPECS = os.path.join(REPO, "configs", "clusters")
-KUBERNETES_VERSION = "1.35.0"
+# Every Kubernetes release still in support (each validates the manifests with its own schemas).
+KUBERNETES_VERSIONS = ("1.32.0", "1.33.0", "1.34.0", "1.35.0")
 
 
 def manifests(spec_name, **options):
@@ -37,8 +38,9 @@ def kinds(docs):
 def test_manifests_validate_against_the_kubernetes_schemas(spec_name, options):
   import kubernetes_validate
   docs = manifests(spec_name, **options)
-  for doc in docs:
-    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+  for version in KUBERNETES_VERSIONS:
+    for doc in docs:
+      kubernetes_validate.validate(doc, version, strict=True)
   # What `tfdist cluster k8s` prints is the same, as one YAML stream.
   args = [f"--{k}={v}" for k, v in options.items()]
   result = run_tfdist("cluster", "k8s", os.path.join(SPECS, spec_name),

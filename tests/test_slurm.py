@@ -4,11 +4,19 @@ The real runs need Debian's slurmctld/slurmd/munge (`.ci/run` installs them); th
 private one-node SLURM for the session (see tests/slurm_cluster.py).
 """
 
+import json
+import os
 import re
+import subprocess
+import sys
+import time
+
 import pytest
 
 from tfdist.cluster import ClusterSpecError, TaskId
 from tfdist.cluster import slurm_step as slurm
+from tests.helpers import REPO, THREAD_FLAGS, cli_env
+from tests.helpers import slurm_cluster as sc
 
 
 @pytest.mark.parametrize("text, hosts", [
@@ -110,8 +118,6 @@ def test_gpus_are_split_among_the_tasks_on_a_node():
 
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
-  import os
-  from tests.helpers import slurm_cluster as sc
   missing = sc.missing_programs()
   if missing:
     # CI installs them (.ci/run sets TFDIST_REQUIRE_SYSTEM_TESTS=1): there, a missing SLURM fails.
@@ -139,8 +145,6 @@ def test_the_sbatch_examples_run(slurm_cluster, tmp_path, data_dir, script, task
                                  line, strategy, bar):
   """The examples as a user submits them (on one node here: its tasks share it): inside the
   step `srun tfdist train` builds each task's TF_CONFIG from SLURM's variables."""
-  import os, sys, json
-  from tests.helpers import REPO, THREAD_FLAGS, cli_env
   model_dir = tmp_path / "run"
   env = {k: v for k, v in cli_env().items() if not k.startswith("SLURM_")}
   env.update(MODEL_DIR=str(model_dir), PATH=f"{os.path.dirname(sys.executable)}:{env['PATH']}")
@@ -159,3 +163,79 @@ def test_the_sbatch_examples_run(slurm_cluster, tmp_path, data_dir, script, task
     assert output.count("Training finished and the chief has ended") == 3, output[-4000:]
     assert not re.search(r"Failed to remove function|Connection refused|Connection reset",
                          output), output[-4000:]
+
+
+def _mwms_job(slurm_cluster, tmp_path, data_dir, *train_flags, **env):
+  """Submits the MultiWorkerMirrored sbatch example on 2 tasks of the one node; returns its id
+  and its output file (which a requeued run appends to: the example's --open-mode)."""
+  out = tmp_path / "job.out"
+  job_env = {k: v for k, v in cli_env().items() if not k.startswith("SLURM_")}
+  job_env.update(MODEL_DIR=str(tmp_path / "run"),
+                 PATH=f"{os.path.dirname(sys.executable)}:{job_env['PATH']}")
+  job_env.update(env)
+  job_id = slurm_cluster.submit(
+      ["--nodes=1", "--ntasks=2", "--ntasks-per-node=2", "--overcommit", f"--output={out}",
+       "--chdir", REPO,
+       os.path.join(REPO, "examples", "slurm_multi_worker.sbatch"), f"--data_dir={data_dir}",
+       *THREAD_FLAGS, *train_flags], **job_env)
+  return job_id, out
+
+
+@pytest.mark.cluster
+@pytest.mark.xdist_group("slurm")
+def test_a_signalled_job_saves_requeues_itself_and_resumes_with_no_step_lost(
+    slurm_cluster, tmp_path, data_dir):
+  """SIGTERM to the job's tasks mid-run (what --signal=TERM@120 does before the time limit):
+  every task saves and exits 75, the script requeues the job, and the requeued run resumes at
+  the saved step and finishes."""
+  job_id, out = _mwms_job(slurm_cluster, tmp_path, data_dir, "--epochs=3",
+                          "--steps_per_epoch=150")
+  deadline = time.monotonic() + 300
+  while "Epoch 2/3" not in (out.read_text() if out.exists() else ""):
+    assert time.monotonic() < deadline and slurm_cluster.job(job_id).get("JobState") in (
+        "PENDING", "CONFIGURING", "RUNNING"), slurm_cluster.job(job_id)
+    time.sleep(0.2)
+  subprocess.run(["scancel", "--signal=TERM", job_id], env=slurm_cluster.env(), check=True,
+                 timeout=30)
+  fields = slurm_cluster.wait(job_id, timeout_s=600)
+  output = out.read_text()
+  assert (fields["JobState"], fields["ExitCode"]) == ("COMPLETED", "0:0"), output[-4000:]
+  assert fields["Restarts"] == "1"
+  saved = set(re.findall(r"Preempted: training state saved at epoch (\d+) after step (\d+)",
+                         output))
+  assert len(saved) == 1, output[-4000:]  # both tasks, the same step
+  (epoch, step), = saved
+  assert f"requeueing job {job_id} (requeue 1 of at most 10)" in output
+  metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  assert metrics["resumed_from"] == {"epoch": int(epoch), "step": int(step)}  # 0 steps lost
+  assert metrics["epochs_completed"] == 3
+
+
+@pytest.mark.cluster
+@pytest.mark.xdist_group("slurm")
+def test_a_user_error_is_never_requeued(slurm_cluster, tmp_path, data_dir):
+  job_id, out = _mwms_job(slurm_cluster, tmp_path, data_dir, "--global_batch_size=0")
+  fields = slurm_cluster.wait(job_id, timeout_s=300)
+  output = out.read_text()
+  assert (fields["JobState"], fields["ExitCode"]) == ("FAILED", "2:0"), output[-3000:]
+  assert fields["Restarts"] == "0" and "requeueing" not in output
+  assert "`data.global_batch_size` (0) must be a positive integer" in output
+
+
+@pytest.mark.cluster
+@pytest.mark.xdist_group("slurm")
+def test_requeues_stop_at_max_requeues(slurm_cluster, tmp_path, data_dir):
+  """Training that exits 75 at once, every time (a `tfdist` standing in for it): the script
+  requeues the job MAX_REQUEUES times, then lets it end with 75."""
+  stub = tmp_path / "bin" / "tfdist"
+  stub.parent.mkdir()
+  stub.write_text("#!/bin/sh\necho 'training saved its state (stand-in)'\nexit 75\n")
+  stub.chmod(0o755)
+  job_id, out = _mwms_job(slurm_cluster, tmp_path, data_dir, MAX_REQUEUES="2",
+                          PATH=f"{stub.parent}:{os.environ['PATH']}")
+  fields = slurm_cluster.wait(job_id, timeout_s=600)
+  output = out.read_text()
+  assert (fields["JobState"], fields["ExitCode"], fields["Restarts"]) == ("FAILED", "75:0", "2")
+  assert output.count("training saved its state (stand-in)") == 3 * 2, output  # 3 runs, 2 tasks
+  assert "(requeue 2 of at most 2)" in output and "requeue 3" not in output
+  assert "the job was requeued 2 times (MAX_REQUEUES); not requeueing" in output

@@ -111,26 +111,42 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSub
 
   def sbatch(self, args: list[str], timeout_s: float = 600, poll_s: float = 0.5,
              **env: str) -> tuple[str, str]:
-    """Submits a batch job and waits for its end; returns its (JobState, ExitCode).
-
-    It polls `scontrol` every `poll_s`: `sbatch --wait` polls ever more slowly (up to 10 s
-    apart), which adds seconds to every job a test waits for.
-    """
+    """Submits a batch job and waits for its end; returns its (JobState, ExitCode)."""
     submitted = subprocess.run(["sbatch", "--parsable", *args], env=self.env(**env),
                                capture_output=True, text=True, timeout=60)
     if submitted.returncode != 0:
       return "NOT_SUBMITTED", submitted.stderr.strip()
-    job_id = submitted.stdout.strip().split(";")[0]
+    fields = self.wait(submitted.stdout.strip().split(";")[0], timeout_s, poll_s)
+    return fields["JobState"], fields.get("ExitCode", "")
+
+  def submit(self, args: list[str], **env: str) -> str:
+    """Submits a batch job; returns its id."""
+    submitted = subprocess.run(["sbatch", "--parsable", *args], env=self.env(**env),
+                               capture_output=True, text=True, timeout=60, check=True)
+    return submitted.stdout.strip().split(";")[0]
+
+  def job(self, job_id: str) -> dict:
+    """`scontrol show job`'s fields (JobState, ExitCode, Restarts, ...)."""
+    shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], env=self.env(),
+                           capture_output=True, text=True, timeout=30)
+    return dict(f.split("=", 1) for f in shown.stdout.split() if "=" in f)
+
+  def wait(self, job_id: str, timeout_s: float = 600, poll_s: float = 0.5) -> dict:
+    """Waits for a job's end (a requeued job runs again first); returns its fields, with
+    JobState TEST_TIMEOUT (and the job cancelled) if it did not end in time.
+
+    It polls `scontrol` every `poll_s`: `sbatch --wait` polls ever more slowly (up to 10 s
+    apart), which adds seconds to every job a test waits for.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-      shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], env=self.env(),
-                             capture_output=True, text=True, timeout=30)
-      fields = dict(f.split("=", 1) for f in shown.stdout.split() if "=" in f)
+      fields = self.job(job_id)
       if fields.get("JobState") in _ENDED:
-        return fields["JobState"], fields.get("ExitCode", "")
+        return fields
       time.sleep(poll_s)
     subprocess.run(["scancel", job_id], env=self.env(), timeout=30)
-    return "TEST_TIMEOUT", f"job {job_id} still running after {timeout_s:g} s (cancelled)"
+    return {"JobState": "TEST_TIMEOUT",
+            "ExitCode": f"job {job_id} still running after {timeout_s:g} s (cancelled)"}
 
   def stop(self) -> None:
     for name in ("slurmd", "slurmctld"):

@@ -193,7 +193,9 @@ def _job(spec: ClusterSpec, options: ManifestOptions, task_type: str, count: int
           {"action": "Ignore",  # preempted after saving: a new pod resumes, not a failure
            "onExitCodes": {"containerName": CONTAINER, "operator": "In",
                            "values": [EXIT_PREEMPTED]}},
-          {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+          # `status` is optional from Kubernetes 1.35 on, required before.
+          {"action": "Ignore",
+           "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
       ]},
       "template": {"metadata": {"labels": {**meta(name)["labels"], **task_labels}},
                    "spec": pod_spec},
