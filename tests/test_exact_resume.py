@@ -87,5 +87,8 @@ def test_a_killed_and_resumed_deterministic_run_ends_with_the_uninterrupted_weig
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   expected, metrics = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "resumed")
   assert metrics["resumed_from"]["epoch"] == 2 and metrics["resumed_from"]["step"] >= 10
+  print(f"weights_sha256 Mirrored x2, {loop}, {model}: uninterrupted "
+        f"{expected['weights_sha256']}, resumed at {metrics['resumed_from']} "
+        f"{metrics['weights_sha256']}")  # (shown by pytest -rP)
   assert metrics["weights_sha256"] == expected["weights_sha256"]
   assert metrics["eval_loss"] == expected["eval_loss"]

@@ -49,3 +49,13 @@ def test_each_pass_is_a_new_order_and_reads_every_example_once(ids_source):
       _batches(ids_source, context, 50, 3, 0, 60)))  # the seed decides the order
   other = list(itertools.chain.from_iterable(_batches(ids_source, context, 50, 4, 0, 20)))
   assert other != passes[0]
+
+
+def test_a_parameter_server_worker_resumes_at_the_pass_of_the_step(ids_source):
+  """Under ParameterServerStrategy steps go to whichever worker is free: a resumed run starts
+  each worker at the start of the pass its step falls in (1,000 ids, 50 a step: 20 a pass)."""
+  context = tf.distribute.InputContext(1, 0, 1)
+  dataset = ids_source._read_train(context, "OFF", shuffle_files=True, seed=1)
+  assert ids_source._start(dataset, "OFF", context, 0, 50, per_worker=True) == (0, 0)
+  assert ids_source._start(dataset, "OFF", context, 130, 50, per_worker=True) == (6, 0)
+  assert ids_source._start(dataset, "OFF", context, 130, 50, per_worker=False) == (6, 500)

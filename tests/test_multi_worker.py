@@ -180,6 +180,9 @@ def test_killed_worker_resumes_from_backup(tmp_path, data_dir, uninterrupted_wei
   assert metrics["resumed_from"] == {"epoch": int(resumed.group(1)), "step": int(resumed.group(2))}
   assert metrics["resumed_from"]["epoch"] >= 3  # not from the start
   assert metrics["epochs_completed"] == 4 and metrics["eval_accuracy"] >= 0.95
+  print(f"weights_sha256 MWMS 2 workers, fit, SIGKILL: uninterrupted "
+        f"{uninterrupted_weights('fit')}, resumed at {metrics['resumed_from']} "
+        f"{metrics['weights_sha256']}")  # (shown by pytest -rP)
   assert metrics["weights_sha256"] == uninterrupted_weights("fit")
   assert not (model_dir / "backup").exists()
 
@@ -308,5 +311,8 @@ def test_sigterm_to_a_worker_saves_and_resumes_with_no_step_redone(tmp_path, dat
   metrics = read_metrics(model_dir)
   assert metrics["resumed_from"] == {"epoch": epoch, "step": step}  # 0 steps redone
   assert metrics["epochs_completed"] == 4 and metrics["eval_accuracy"] >= 0.95
+  print(f"weights_sha256 MWMS 2 workers, {loop}, SIGTERM: uninterrupted "
+        f"{uninterrupted_weights(loop)}, resumed at {metrics['resumed_from']} "
+        f"{metrics['weights_sha256']}")  # (shown by pytest -rP)
   assert metrics["weights_sha256"] == uninterrupted_weights(loop)
   assert not (model_dir / "backup").exists()
