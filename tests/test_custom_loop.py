@@ -80,7 +80,7 @@ def test_custom_loop_resumes_from_its_backup(tmp_path, data_dir):
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("spec, strategy, bar", [
-    ("local-2workers.yaml", "MultiWorkerMirroredStrategy", 0.95),
+    # (MultiWorkerMirrored: test_multi_worker.py's test_the_custom_loop_on_two_workers.)
     ("local-ps.yaml", "ParameterServerStrategy", 0.93),
 ])
 def test_custom_loop_on_real_clusters(tmp_path, data_dir, spec, strategy, bar):

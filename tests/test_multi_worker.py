@@ -25,27 +25,33 @@ def launch_train(spec, model_dir, log_dir, *train_args, launch_args=(), timeout=
                     f"--model_dir={model_dir}", *THREAD_FLAGS, *train_args, timeout=timeout)
 
 
-# What the fault tests below train, deterministically: a job killed or preempted and resumed
-# must end with the weights of the same job uninterrupted.
-FAULT_TRAINING = ("--deterministic", "--epochs=4", "--steps_per_epoch=150")
+# The 2-worker job several tests below share, run once per loop to its end (~600 steps, the
+# accuracy bar), deterministically: a job killed or preempted and resumed must end with its
+# weights.
+TWO_WORKER_JOB = ("--deterministic", "--epochs=4", "--steps_per_epoch=150")
 
 
 @pytest.fixture(scope="module")
-def uninterrupted_weights(tmp_path_factory, data_dir):
-  """fingerprint(loop): weights_sha256 of FAULT_TRAINING's 2-worker job run to its end (each
-  loop's run once, on first use)."""
-  fingerprints = {}
+def two_worker_job(tmp_path_factory, data_dir):
+  """run(loop) -> (model dir, launch output, log dir) of TWO_WORKER_JOB's 2-worker job run to
+  its end with `loop` (each loop's job once, on first use: tests using it share one xdist
+  group, so one process runs them all)."""
+  done = {}
 
-  def fingerprint(loop: str) -> str:
-    if loop not in fingerprints:
-      root = tmp_path_factory.mktemp(f"uninterrupted-{loop}")
+  def run(loop: str):
+    if loop not in done:
+      root = tmp_path_factory.mktemp(f"two-workers-{loop}")
       result = launch_train("local-2workers.yaml", root / "run", root / "logs",
-                            f"--data_dir={data_dir}", f"--loop={loop}", *FAULT_TRAINING)
+                            f"--data_dir={data_dir}", f"--loop={loop}", *TWO_WORKER_JOB)
       assert result.returncode == 0, result.stdout[-4000:]
-      fingerprints[loop] = read_metrics(root / "run")["weights_sha256"]
-    return fingerprints[loop]
+      done[loop] = (root / "run", result.stdout, root / "logs")
+    return done[loop]
 
-  return fingerprint
+  return run
+
+
+def uninterrupted_weights(two_worker_job, loop: str) -> str:
+  return read_metrics(two_worker_job(loop)[0])["weights_sha256"]
 
 
 def assert_only_chief_wrote(model_dir):
@@ -56,32 +62,41 @@ def assert_only_chief_wrote(model_dir):
     assert not [d for d in dirs if "workertemp" in d], f"worker temp dir left in {root}"
 
 
-def test_two_workers_reach_the_bar_and_match_mirrored(tmp_path, data_dir):
+@pytest.mark.xdist_group("two_worker_job")
+def test_two_workers_reach_the_bar_and_match_mirrored(tmp_path, data_dir, two_worker_job):
   """Same job, same global batch and seed: MWMS on 2 processes vs 2 replicas in 1 process."""
-  mwms_dir, mirrored_dir = tmp_path / "mwms", tmp_path / "mirrored"
-  result = launch_train("local-2workers.yaml", mwms_dir, tmp_path / "logs",
-                        f"--data_dir={data_dir}")
-  assert result.returncode == 0, result.stdout[-4000:]
+  mwms_dir, output, log_dir = two_worker_job("fit")
   mwms = read_metrics(mwms_dir)
   assert mwms["strategy"] == "MultiWorkerMirroredStrategy"
   assert mwms["num_workers"] == 2 and mwms["num_replicas"] == 2
   assert mwms["eval_accuracy"] >= 0.95
-  assert "[worker:1] " in result.stdout and "[launch] job finished: status 0" in result.stdout
+  assert "[worker:1] " in output and "[launch] job finished: status 0" in output
   assert re.search(r"\[worker:0\] .*Strategy: MultiWorkerMirroredStrategy \(TF_CONFIG has 2 workers",
-                   result.stdout)
-  assert re.search(r"\[worker:1\] .*Input: FILE sharding for pipeline 1 of 2", result.stdout)
+                   output)
+  assert re.search(r"\[worker:1\] .*Input: FILE sharding for pipeline 1 of 2", output)
   # TF's warnings say "auto-sharding", "AUTO sharding policy" or "auto_shard_policy".
-  lowered = result.stdout.lower()
+  lowered = output.lower()
   assert not any(w in lowered for w in ("auto-shard", "auto sharding", "auto_shard_policy"))
-  assert sorted(os.listdir(tmp_path / "logs")) == ["worker-0.log", "worker-1.log"]
+  assert sorted(os.listdir(log_dir)) == ["worker-0.log", "worker-1.log"]
   assert_only_chief_wrote(mwms_dir)
 
+  mirrored_dir = tmp_path / "mirrored"
   result = run_tfdist("train", "--strategy=mirrored", "--cpu_replicas=2", f"--data_dir={data_dir}",
-                      f"--model_dir={mirrored_dir}", *THREAD_FLAGS)
+                      f"--model_dir={mirrored_dir}", *TWO_WORKER_JOB, *THREAD_FLAGS)
   assert result.returncode == 0, result.stderr[-3000:]
   mirrored = read_metrics(mirrored_dir)
   assert mirrored["global_batch_size"] == mwms["global_batch_size"]
   assert abs(mirrored["eval_accuracy"] - mwms["eval_accuracy"]) <= 0.01, (mirrored, mwms)
+
+
+@pytest.mark.xdist_group("two_worker_job")
+def test_the_custom_loop_on_two_workers(two_worker_job):
+  model_dir, output, _ = two_worker_job("custom")
+  metrics = read_metrics(model_dir)
+  assert metrics["strategy"] == "MultiWorkerMirroredStrategy" and metrics["loop"] == "custom"
+  assert metrics["epochs_completed"] == 4 and metrics["eval_accuracy"] >= 0.95
+  assert "Epoch 4/4: 150 steps" in output
+  assert_only_chief_wrote(model_dir)
 
 
 def test_chief_and_two_workers(tmp_path, data_dir):
@@ -138,8 +153,8 @@ def test_every_example_is_seen_exactly_once_per_epoch(tmp_path, spec, shards, po
   assert f"Input: {policy} sharding for pipeline " in log
 
 
-@pytest.mark.xdist_group("mwms_faults")  # one uninterrupted job per loop for the three
-def test_killed_worker_resumes_from_backup(tmp_path, data_dir, uninterrupted_weights):
+@pytest.mark.xdist_group("two_worker_job")
+def test_killed_worker_resumes_from_backup(tmp_path, data_dir, two_worker_job):
   """SIGKILL worker:1 mid-epoch; --restarts brings the job back from its last backup, and it
   ends with the weights of the job never killed."""
   model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
@@ -147,7 +162,7 @@ def test_killed_worker_resumes_from_backup(tmp_path, data_dir, uninterrupted_wei
       [sys.executable, "-m", "tfdist", "launch",
        f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=1",
        f"--log_dir={log_dir}", "--", "tfdist", "train", f"--model_dir={model_dir}",
-       f"--data_dir={data_dir}", *FAULT_TRAINING, "--backup_every_steps=10",
+       f"--data_dir={data_dir}", *TWO_WORKER_JOB, "--backup_every_steps=10",
        "--save_share=0", *THREAD_FLAGS],
       cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   output = []
@@ -181,9 +196,9 @@ def test_killed_worker_resumes_from_backup(tmp_path, data_dir, uninterrupted_wei
   assert metrics["resumed_from"]["epoch"] >= 3  # not from the start
   assert metrics["epochs_completed"] == 4 and metrics["eval_accuracy"] >= 0.95
   print(f"weights_sha256 MWMS 2 workers, fit, SIGKILL: uninterrupted "
-        f"{uninterrupted_weights('fit')}, resumed at {metrics['resumed_from']} "
+        f"{uninterrupted_weights(two_worker_job, 'fit')}, resumed at {metrics['resumed_from']} "
         f"{metrics['weights_sha256']}")  # (shown by pytest -rP)
-  assert metrics["weights_sha256"] == uninterrupted_weights("fit")
+  assert metrics["weights_sha256"] == uninterrupted_weights(two_worker_job, "fit")
   assert not (model_dir / "backup").exists()
 
 
@@ -266,12 +281,11 @@ def test_the_start_up_deadline_covers_only_the_rendezvous(tmp_path, data_dir):
   assert read_metrics(model_dir)["epochs_completed"] == 1
 
 
-@pytest.mark.xdist_group("mwms_faults")
+@pytest.mark.xdist_group("two_worker_job")
 @pytest.mark.parametrize("loop, trigger", [("fit", "[worker:1] Epoch 3/4"),
                                            ("custom", "[worker:0] Epoch 2/4:")])
 def test_sigterm_to_a_worker_saves_and_resumes_with_no_step_redone(tmp_path, data_dir, loop,
-                                                                    trigger,
-                                                                    uninterrupted_weights):
+                                                                    trigger, two_worker_job):
   """SIGTERM (preemption) to worker:1 mid-epoch: every worker saves at the next step boundary and
   exits 75; the launcher starts the job again without using --restarts; it resumes there and
   ends with the weights of the job never preempted."""
@@ -281,7 +295,7 @@ def test_sigterm_to_a_worker_saves_and_resumes_with_no_step_redone(tmp_path, dat
       [sys.executable, "-m", "tfdist", "launch",
        f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=0",
        f"--log_dir={log_dir}", "--", "tfdist", "train", f"--model_dir={model_dir}",
-       f"--data_dir={data_dir}", *FAULT_TRAINING, f"--loop={loop}", *THREAD_FLAGS],
+       f"--data_dir={data_dir}", *TWO_WORKER_JOB, f"--loop={loop}", *THREAD_FLAGS],
       cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   output = []
   for line in proc.stdout:
@@ -312,7 +326,7 @@ def test_sigterm_to_a_worker_saves_and_resumes_with_no_step_redone(tmp_path, dat
   assert metrics["resumed_from"] == {"epoch": epoch, "step": step}  # 0 steps redone
   assert metrics["epochs_completed"] == 4 and metrics["eval_accuracy"] >= 0.95
   print(f"weights_sha256 MWMS 2 workers, {loop}, SIGTERM: uninterrupted "
-        f"{uninterrupted_weights(loop)}, resumed at {metrics['resumed_from']} "
+        f"{uninterrupted_weights(two_worker_job, loop)}, resumed at {metrics['resumed_from']} "
         f"{metrics['weights_sha256']}")  # (shown by pytest -rP)
-  assert metrics["weights_sha256"] == uninterrupted_weights(loop)
+  assert metrics["weights_sha256"] == uninterrupted_weights(two_worker_job, loop)
   assert not (model_dir / "backup").exists()
