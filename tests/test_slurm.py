@@ -15,6 +15,7 @@ import pytest
 
 from tfdist.cluster import ClusterSpecError, TaskId
 from tfdist.cluster import slurm_step as slurm
+from tfdist.launch import free_port
 from tests.helpers import REPO, THREAD_FLAGS, cli_env
 from tests.helpers import slurm_cluster as sc
 
@@ -177,7 +178,8 @@ def _mwms_job(slurm_cluster, tmp_path, data_dir, *train_flags, **env):
       ["--nodes=1", "--ntasks=2", "--ntasks-per-node=2", "--overcommit", f"--output={out}",
        "--chdir", REPO,
        os.path.join(REPO, "examples", "slurm_multi_worker.sbatch"), f"--data_dir={data_dir}",
-       *THREAD_FLAGS, *train_flags], **job_env)
+       # Ports of its own: another test running beside it may hold the default 28800.
+       f"--slurm_base_port={free_port()}", *THREAD_FLAGS, *train_flags], **job_env)
   return job_id, out
 
 

@@ -139,13 +139,19 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSub
     apart), which adds seconds to every job a test waits for.
     """
     deadline = time.monotonic() + timeout_s
+    released = set()
     while time.monotonic() < deadline:
       fields = self.job(job_id)
       if fields.get("JobState") in _ENDED:
         return fields
-      if fields.get("JobState") == "PENDING" and fields.get("Reason") == "BeginTime":
-        # SLURM holds a requeued job for a while (its begin time); the test lets it start now.
-        subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"],
+      restarts = fields.get("Restarts")
+      if (fields.get("JobState") == "PENDING" and fields.get("Reason") == "BeginTime"
+          and restarts not in released):
+        # SLURM holds a requeued job for about two minutes; the test lets it start sooner, once
+        # its previous run is cleaned up (started at once, slurmd refuses it: "credential
+        # revoked").
+        released.add(restarts)
+        subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now+20"],
                        env=self.env(), capture_output=True, timeout=30)
       time.sleep(poll_s)
     subprocess.run(["scancel", job_id], env=self.env(), timeout=30)
