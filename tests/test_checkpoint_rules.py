@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tfdist.checkpoint import CheckpointError, ModelDir
-from tfdist.checkpoint.resume import backed_up_step, resolve_checkpoint, starting_point
+from tfdist.checkpoint.resume import resolve_checkpoint, starting_point
 
 
 def finished_run(root, epochs=4, metrics=True):
@@ -97,16 +97,16 @@ def test_only_the_chief_writes_in_the_model_dir(tmp_path):
   assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("layout, expected", [
-    ({"step": 134}, 134),                                      # the custom loop's counter
-    ({"ckpt_saved_epoch": 2, "ckpt_saved_batch": 9}, 134),     # fit, after step 9 of epoch 3
-    ({"ckpt_saved_epoch": 2, "ckpt_saved_batch": 61}, 186),    # fit, an epoch's last step
-    ({"ckpt_saved_epoch": 2, "ckpt_saved_batch": -1}, 186),    # fit, at an epoch's end (PSS)
+@pytest.mark.parametrize("epoch, step, expected", [
+    (2, 9, 134),    # after step 9 of epoch 3
+    (2, 61, 186),   # after an epoch's last step
+    (2, -1, 186),   # at an epoch's end (no step recorded: parameter servers)
 ])
-def test_a_backup_says_how_many_steps_it_holds_in_either_layout(tmp_path, layout, expected):
+def test_a_fit_backup_says_how_many_steps_it_holds(tmp_path, epoch, step, expected):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  checkpoint = tf.train.Checkpoint(**{name: tf.Variable(value, dtype=tf.int64)
-                                      for name, value in layout.items()})
-  tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=1).save()
+  from tfdist.checkpoint.backup import backed_up_step  # pylint: disable=import-outside-toplevel
+  checkpoint = tf.train.Checkpoint(ckpt_saved_epoch=tf.Variable(epoch, dtype=tf.int64),
+                                   ckpt_saved_batch=tf.Variable(step, dtype=tf.int64))
+  tf.train.CheckpointManager(checkpoint, str(tmp_path / "chief"), max_to_keep=1).save()
   assert backed_up_step(str(tmp_path), 62) == expected
   assert backed_up_step(str(tmp_path / "none"), 62) == 0

@@ -132,8 +132,17 @@ def slurm_cluster(tmp_path_factory):
   cluster.stop()
 
 
+def job_env(model_dir, **extra: str) -> dict:
+  """A batch job's environment: this Python's tfdist first on PATH, the model dir for the
+  example (MODEL_DIR), no SLURM variables of an enclosing job; then `extra`."""
+  env = {k: v for k, v in cli_env().items() if not k.startswith("SLURM_")}
+  env.update(MODEL_DIR=str(model_dir), PATH=f"{os.path.dirname(sys.executable)}:{env['PATH']}")
+  env.update(extra)
+  return env
+
+
 @pytest.mark.cluster
-@pytest.mark.xdist_group("slurm")  # one private SLURM per test process: both tests in one
+@pytest.mark.xdist_group("slurm")  # one private SLURM per test process: all its tests in one
 @pytest.mark.parametrize("script, tasks, placement, line, strategy, bar", [
     ("slurm_multi_worker.sbatch", 2, ["--ntasks-per-node=2"],
      "SLURM step: 2 tasks on 1 node -> 2 workers -> no ps -> MultiWorkerMirroredStrategy; "
@@ -147,13 +156,11 @@ def test_the_sbatch_examples_run(slurm_cluster, tmp_path, data_dir, script, task
   """The examples as a user submits them (on one node here: its tasks share it): inside the
   step `srun tfdist train` builds each task's TF_CONFIG from SLURM's variables."""
   model_dir = tmp_path / "run"
-  env = {k: v for k, v in cli_env().items() if not k.startswith("SLURM_")}
-  env.update(MODEL_DIR=str(model_dir), PATH=f"{os.path.dirname(sys.executable)}:{env['PATH']}")
   state, exit_code = slurm_cluster.sbatch(
       ["--nodes=1", f"--ntasks={tasks}", *placement, "--overcommit",
        f"--output={tmp_path / 'job.out'}", "--chdir", REPO,
        os.path.join(REPO, "examples", script), f"--data_dir={data_dir}", "--epochs=4",
-       *THREAD_FLAGS], **env)
+       *THREAD_FLAGS], **job_env(model_dir))
   output = (tmp_path / "job.out").read_text() if (tmp_path / "job.out").exists() else ""
   assert (state, exit_code) == ("COMPLETED", "0:0"), (state, exit_code, output[-4000:])
   metrics = json.loads((model_dir / "metrics.json").read_text())
@@ -170,16 +177,13 @@ def _mwms_job(slurm_cluster, tmp_path, data_dir, *train_flags, **env):
   """Submits the MultiWorkerMirrored sbatch example on 2 tasks of the one node; returns its id
   and its output file (which a requeued run appends to: the example's --open-mode)."""
   out = tmp_path / "job.out"
-  job_env = {k: v for k, v in cli_env().items() if not k.startswith("SLURM_")}
-  job_env.update(MODEL_DIR=str(tmp_path / "run"),
-                 PATH=f"{os.path.dirname(sys.executable)}:{job_env['PATH']}")
-  job_env.update(env)
   job_id = slurm_cluster.submit(
       ["--nodes=1", "--ntasks=2", "--ntasks-per-node=2", "--overcommit", f"--output={out}",
        "--chdir", REPO,
        os.path.join(REPO, "examples", "slurm_multi_worker.sbatch"), f"--data_dir={data_dir}",
        # Ports of its own: another test running beside it may hold the default 28800.
-       f"--slurm_base_port={free_port()}", *THREAD_FLAGS, *train_flags], **job_env)
+       f"--slurm_base_port={free_port()}", *THREAD_FLAGS, *train_flags],
+      **job_env(tmp_path / "run", **env))
   return job_id, out
 
 

@@ -112,11 +112,11 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSub
   def sbatch(self, args: list[str], timeout_s: float = 600, poll_s: float = 0.5,
              **env: str) -> tuple[str, str]:
     """Submits a batch job and waits for its end; returns its (JobState, ExitCode)."""
-    submitted = subprocess.run(["sbatch", "--parsable", *args], env=self.env(**env),
-                               capture_output=True, text=True, timeout=60)
-    if submitted.returncode != 0:
-      return "NOT_SUBMITTED", submitted.stderr.strip()
-    fields = self.wait(submitted.stdout.strip().split(";")[0], timeout_s, poll_s)
+    try:
+      job_id = self.submit(args, **env)
+    except subprocess.CalledProcessError as e:
+      return "NOT_SUBMITTED", e.stderr.strip()
+    fields = self.wait(job_id, timeout_s, poll_s)
     return fields["JobState"], fields.get("ExitCode", "")
 
   def submit(self, args: list[str], **env: str) -> str:

@@ -8,6 +8,7 @@ sharing one layout would mean writing tf_keras's privates from the custom loop.)
 from __future__ import annotations
 
 import math
+import os
 
 import tensorflow as tf
 import tf_keras as keras
@@ -16,6 +17,29 @@ from tf_keras.src.distribute import distributed_file_utils
 from tfdist.checkpoint.preemption import save_on_sigterm, stop_saving_on_sigterm
 from tfdist.checkpoint.schedule import SaveSchedule, save_at_low_priority
 from tfdist.strategy import kinds
+
+
+def backed_up_step(backup_dir: str, steps_per_epoch: int) -> int:
+  """The steps a `fit` backup in `backup_dir` holds (0: none), from its epoch and step
+  variables, read as tf_keras reads them (a step saved last in its epoch, or an epoch-end
+  backup, starts the next epoch). `fit` needs it before it starts, to start the input there;
+  tf_keras restores the backup itself only once `fit` runs.
+
+  Example (62 steps an epoch; saved after step 9 of the third epoch):
+    backed_up_step(model_dir.backup, 62)  # 134
+  """
+  # tf_keras's BackupAndRestore keeps its backups in a `chief` folder of the backup dir.
+  latest = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
+  if latest is None:
+    return 0
+  reader = tf.train.load_checkpoint(latest)
+  epoch, step = (int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
+                 for name in ("ckpt_saved_epoch", "ckpt_saved_batch"))
+  if epoch < 0:
+    return 0
+  if step < 0 or step == steps_per_epoch - 1:
+    return (epoch + 1) * steps_per_epoch
+  return epoch * steps_per_epoch + step + 1
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -86,32 +86,6 @@ def resolve_checkpoint(path: str, field: str = "train.init_checkpoint") -> str:
       "(MODEL_DIR/checkpoints/ckpt-0004) or a tfdist model dir")
 
 
-def backed_up_step(backup_dir: str, steps_per_epoch: int) -> int:
-  """The steps a backup in `backup_dir` holds (0 when none is readable), in either layout:
-  the custom loop's step counter, or `fit`'s epoch and step, read as tf_keras reads them
-  (a step saved last in its epoch, or an epoch-end backup, starts the next epoch).
-
-  Example (62 steps an epoch; `fit` saved after step 9 of the third epoch):
-    backed_up_step(model_dir.backup, 62)  # 134
-  """
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  # (tf_keras's BackupAndRestore keeps its backups in a `chief` folder of the backup dir.)
-  latest = (tf.train.latest_checkpoint(backup_dir)
-            or tf.train.latest_checkpoint(os.path.join(backup_dir, "chief")))
-  if latest is None:
-    return 0
-  reader = tf.train.load_checkpoint(latest)
-  value = lambda name: int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))  # noqa: E731
-  if reader.has_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"):
-    return value("step")
-  epoch, step = value("ckpt_saved_epoch"), value("ckpt_saved_batch")
-  if epoch < 0:
-    return 0
-  if step < 0 or step == steps_per_epoch - 1:
-    return (epoch + 1) * steps_per_epoch
-  return epoch * steps_per_epoch + step + 1
-
-
 def log_resume(epoch: int, step: int) -> None:
   """The one line every loop logs when it restored a backup (epoch counts from 1)."""
   logging.info("Resumed from backup at epoch %d after step %d (not from the start)", epoch, step)

@@ -182,8 +182,7 @@ class CustomLoop:
     """Where training starts: the backup's step if there is one, else the first step after
     the epochs the starting point has (a finished run trained further)."""
     steps_per_epoch = self.trainer.steps_per_epoch
-    position = TrainingPosition(self.step, steps_per_epoch,
-                                start=self.trainer.starting_point.epoch * steps_per_epoch)
+    position = TrainingPosition(self.step, steps_per_epoch, start=self.trainer.first_step)
     latest = tf.train.latest_checkpoint(self.trainer.model_dir.backup)
     if latest:
       backup.read(latest).expect_partial()

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from tfdist.checkpoint.backup import BackupAndRestore
+from tfdist.checkpoint.backup import BackupAndRestore, backed_up_step
 from tfdist.checkpoint.epoch_checkpoints import EpochCheckpointCallback
 from tfdist.checkpoint.schedule import SaveSchedule, save_options
 from tfdist.models import generations
@@ -93,7 +93,11 @@ def train_with_fit(trainer: Trainer, callbacks: Sequence = ()) -> tuple[keras.Mo
     return model, trainer.finish(model, ModelStepLoop(trainer, model, callbacks).train())
   data = keras.utils.experimental.DatasetCreator(source.train_input_fn(
       trainer.global_batch_size, seed=trainer.input_seed,
-      per_worker=kinds.uses_coordinator(strategy), start_step=trainer.start_step))
+      per_worker=kinds.uses_coordinator(strategy),
+      # The input starts after the steps trained: a backup's (read now: tf_keras restores it
+      # only once fit runs, after the input is made), or a finished run's.
+      start_step=backed_up_step(trainer.model_dir.backup, trainer.steps_per_epoch)
+      or trainer.first_step))
 
   first_epoch = trainer.starting_point.epoch
   meter = RunMeter(trainer.global_batch_size, started=trainer.start_time,

@@ -82,9 +82,6 @@ class Trainer:
     # (Also a barrier: every task has read the model dir before the chief records this run.)
     self.input_seed = collective.agree_on_max(self.strategy,
                                               self._input_seed(record, has_backup))
-    # The steps trained before this run: the input stream starts after them.
-    self.start_step = (resume.backed_up_step(self.model_dir.backup, self.steps_per_epoch)
-                       if has_backup else self.starting_point.epoch * self.steps_per_epoch)
     if self.options.deterministic:
       self._make_deterministic()
     if self.options.seed is not None:
@@ -93,6 +90,12 @@ class Trainer:
     generations.set_mixed_precision(self.options.mixed_precision)
     self.run_id = ((self.task_config and self.task_config.run_id)
                    or f"local-{uuid.uuid4().hex[:12]}")
+
+  @property
+  def first_step(self) -> int:
+    """The steps the starting point has trained (a finished run's epochs; a backup's steps are
+    the loop's to read)."""
+    return self.starting_point.epoch * self.steps_per_epoch
 
   def _input_seed(self, record: Optional[dict], has_backup: bool) -> int:
     """`seed`; unseeded, the one the run being resumed or continued drew, else a new one
