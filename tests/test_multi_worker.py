@@ -102,12 +102,18 @@ def test_the_custom_loop_on_two_workers(two_worker_job):
 def test_chief_and_two_workers(tmp_path, data_dir):
   model_dir = tmp_path / "run"
   result = launch_train("local-chief-2workers.yaml", model_dir, tmp_path / "logs",
-                        f"--data_dir={data_dir}", "--global_batch_size=96", "--epochs=8")
+                        f"--data_dir={data_dir}", "--global_batch_size=96", "--epochs=8",
+                        "--allreduce_dtype=bfloat16")
   assert result.returncode == 0, result.stdout[-4000:]
   metrics = read_metrics(model_dir)
   assert metrics["num_workers"] == 3 and metrics["num_replicas"] == 3
   assert metrics["per_replica_batch_size"] == 32
-  assert metrics["eval_accuracy"] >= 0.95
+  assert metrics["eval_accuracy"] >= 0.95  # gradients summed in bfloat16 all along
+  assert "dense gradients summed over 3 replicas as bfloat16" in result.stdout
+  communication = metrics["communication"]  # the cnn's 225,034 float32 gradients, in bfloat16
+  assert communication["dense_gradient_bytes"] == 900_136
+  assert communication["sent_bytes_per_step"] == 600_091  # 2(3-1)/3 x 450,068
+  assert "/step sent per worker (network, computed)" in result.stdout
   assert "[chief:0] tfdist: trained cnn" in result.stdout
   assert "[worker:0] tfdist: trained" not in result.stdout  # only the chief reports
   assert_only_chief_wrote(model_dir)

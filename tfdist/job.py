@@ -176,7 +176,7 @@ class Job:
     trainer = Trainer(strategy=self.strategy, source=self.source, model_fn=self.model_fn,
                       options=config.train, global_batch_size=config.data.global_batch_size,
                       task_config=self.task_config, start_time=self.start_time,
-                      params_yaml=params_yaml)
+                      params_yaml=params_yaml, allreduce_dtype=config.strategy.allreduce_dtype)
     if config.train.loop == "custom":
       _, metrics = train_with_custom_loop(trainer, callbacks=self.callbacks, **self.loop_extras)
     else:

@@ -13,8 +13,8 @@ from tfdist.cluster import (ClusterOptions, TaskConfig, TaskId, environments, lo
                             tf_config)
 from tfdist.models.options import SPARSE_UPDATES
 from tfdist.strategy import STRATEGY_NAMES
-from tfdist.strategy.options import COMMUNICATIONS, CROSS_DEVICE_OPS
-from tfdist.train import LOOPS, precision
+from tfdist.strategy.options import ALLREDUCE_DTYPES, COMMUNICATIONS, CROSS_DEVICE_OPS
+from tfdist.train import LOOPS, communication, precision
 
 _CONFIG = flags.DEFINE_string("config", None, "YAML experiment file (configs/experiments/...).")
 _PARAMS_OVERRIDE = flags.DEFINE_string(
@@ -39,6 +39,12 @@ FIELD_FLAGS = {
         "cross_device_ops", None, CROSS_DEVICE_OPS, "MirroredStrategy all-reduce.")),
     "communication": ("strategy.communication", flags.DEFINE_enum(
         "communication", None, COMMUNICATIONS, "MultiWorkerMirroredStrategy collectives.")),
+    "allreduce_dtype": ("strategy.allreduce_dtype", flags.DEFINE_enum(
+        "allreduce_dtype", None, ALLREDUCE_DTYPES, "The dtype gradients are summed across "
+        "replicas in: bfloat16/float16 send half the bytes (Mirrored, MultiWorkerMirrored).")),
+    "bytes_per_pack": ("strategy.bytes_per_pack", flags.DEFINE_integer(
+        "bytes_per_pack", None, "MultiWorkerMirrored: pack gradients into all-reduces of about "
+        "this many bytes (0: TensorFlow's default).")),
     "startup_timeout": ("strategy.startup_timeout_s", flags.DEFINE_float(
         "startup_timeout", None, "Seconds a multi-worker start may wait for its peers.")),
     "intra_op_threads": ("strategy.intra_op_threads", flags.DEFINE_integer(
@@ -168,6 +174,7 @@ def summary_line(config: config_lib.ExperimentConfig, metrics: dict) -> str:
           f"({metrics['num_workers']} worker(s), {metrics['num_replicas']} replica(s)): "
           f"{metrics['epochs_completed']} epochs, train_loss {shown('train_loss', '.4f')}, "
           f"{figures}{shown('examples_per_sec', ',.0f')} examples/s, "
+          f"{communication.describe(metrics.get('communication'))}, "
           f"{metrics['wall_seconds']:.1f} s; "
           f"metrics in {os.path.join(metrics['model_dir'], 'metrics.json')}")
 

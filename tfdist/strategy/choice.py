@@ -67,6 +67,11 @@ def choose(options: StrategyOptions, config: Optional[TaskConfig], num_gpus: int
   if name == PARAMETER_SERVER and CHIEF not in config.cluster.jobs:
     raise StrategyError(
         "cluster.chief: parameter-server training needs a `chief` task to coordinate the workers")
+  if name == PARAMETER_SERVER and options.allreduce_dtype != "float32":
+    raise StrategyError(
+        f"`strategy.allreduce_dtype` ({options.allreduce_dtype!r}): ParameterServerStrategy "
+        "all-reduces nothing (workers push gradients to the ps tasks in the variables' dtype); "
+        "use float32, or MultiWorkerMirroredStrategy")
   if config is None:
     return StrategyChoice(name, reason)
   return StrategyChoice(name, f"{reason}; this is task {config.task}", _role(name, config))

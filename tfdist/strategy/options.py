@@ -13,6 +13,8 @@ STRATEGY_NAMES = (AUTO, ONE_DEVICE, MIRRORED, MULTI_WORKER_MIRRORED, PARAMETER_S
 
 CROSS_DEVICE_OPS = ("auto", "nccl", "hierarchical_copy", "reduction_to_one_device")
 COMMUNICATIONS = ("auto", "ring", "nccl")
+# The dtype gradients are all-reduced in (models/gradient_compression.py casts them).
+ALLREDUCE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 class StrategyError(ValueError):
@@ -31,6 +33,9 @@ class StrategyOptions:
     communication: collective implementation for MultiWorkerMirroredStrategy.
     startup_timeout_s: how long a multi-worker start may wait for its peers.
     bytes_per_pack: MWMS gradient packing (0: TF's default, no packing).
+    allreduce_dtype: the dtype dense gradients are summed across replicas in (Mirrored,
+      MultiWorkerMirrored): bfloat16 or float16 halve the bytes exchanged. Refused under
+      ParameterServerStrategy, which all-reduces nothing.
     ps_shard_min_bytes: under ParameterServerStrategy with several ps tasks, split
       variables of at least this size across them (0: never split).
     intra_op_threads, inter_op_threads: TensorFlow's thread pools (0: its default).
@@ -42,6 +47,7 @@ class StrategyOptions:
   communication: str = "auto"
   startup_timeout_s: float = 60.0
   bytes_per_pack: int = 0
+  allreduce_dtype: str = "float32"
   ps_shard_min_bytes: int = 256 << 10
   intra_op_threads: int = 0
   inter_op_threads: int = 0
@@ -50,6 +56,7 @@ class StrategyOptions:
     _check_choice("strategy.name", self.name, STRATEGY_NAMES)
     _check_choice("strategy.cross_device_ops", self.cross_device_ops, CROSS_DEVICE_OPS)
     _check_choice("strategy.communication", self.communication, COMMUNICATIONS)
+    _check_choice("strategy.allreduce_dtype", self.allreduce_dtype, ALLREDUCE_DTYPES)
     if not isinstance(self.cpu_replicas, int) or self.cpu_replicas < 0:
       raise StrategyError(
           f"`strategy.cpu_replicas` ({self.cpu_replicas!r}) must be a non-negative integer")

@@ -319,7 +319,7 @@ def train_with_custom_loop(trainer: Trainer, *, step_loss: Optional[StepLoss] = 
       optimizer = optimizer or getattr(model, "optimizer", None) or generations.keras_of(
           generations.generation(model)).optimizers.Adam(options.learning_rate)
       optimizer.build(model.trainable_variables)
-      trainer.read_and_update_rows(model, optimizer)
+      trainer.set_up_optimizer(model, optimizer)
     trainer.begin(model)
   if trainer.starting_point.done:
     return model, trainer.metrics_of_finished_run()

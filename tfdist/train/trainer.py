@@ -23,8 +23,9 @@ from tfdist.checkpoint.resume import log_resume
 from tfdist.cluster import EVALUATOR, TaskConfig
 from tfdist.data import DataSourceError, DatasetSource
 from tfdist.evaluation.evaluator import CheckpointEvaluator
-from tfdist.models import ModelFn, compiling, generations, row_updates
+from tfdist.models import ModelFn, compiling, generations, gradient_compression, row_updates
 from tfdist.strategy import collective, kinds
+from tfdist.train import communication
 from tfdist.train.options import (TrainOptions, TrainOptionsError,
                                   no_determinism_under_parameter_servers)
 
@@ -64,6 +65,7 @@ class Trainer:
   task_config: Optional[TaskConfig] = None
   start_time: Optional[float] = None  # time.perf_counter() when the job began (default: now)
   params_yaml: Optional[str] = None  # the resolved config, written as params.yaml by `begin`
+  allreduce_dtype: str = "float32"  # `strategy.allreduce_dtype`: gradients' dtype on the wire
 
   def __post_init__(self):
     self.start_time = time.perf_counter() if self.start_time is None else self.start_time
@@ -143,7 +145,7 @@ class Trainer:
       logging.info("Deterministic: %d random layer(s) keep their draws in backups",
                    generations.checkpoint_random_state(model))
     if compile_model:  # else the custom loop's step loss brings its own optimizer
-      self.read_and_update_rows(model, model.optimizer)
+      self.set_up_optimizer(model, model.optimizer)
     if isinstance(spec.labels, dict):
       outputs = sorted(model.output_names)
       if sorted(spec.labels) != outputs:
@@ -152,7 +154,26 @@ class Trainer:
             f"the model's outputs {outputs}; name each output (its layer) as its label's key")
     return model
 
-  def read_and_update_rows(self, model: keras.Model, optimizer: Any) -> None:
+  def set_up_optimizer(self, model: keras.Model, optimizer: Any) -> None:
+    """Sets how `model`'s embeddings are read and updated (`_read_and_update_rows`), and
+    the dtype `optimizer` all-reduces its gradients in."""
+    self._read_and_update_rows(model, optimizer)
+    replicas = self.strategy.num_replicas_in_sync
+    if self.allreduce_dtype == "float32":
+      return
+    if replicas == 1:
+      logging.info("All-reduce: nothing to compress (--allreduce_dtype=%s): one replica "
+                   "exchanges no gradients", self.allreduce_dtype)
+    elif gradient_compression.compress_all_reduce(optimizer, self.allreduce_dtype):
+      logging.info("All-reduce: dense gradients summed over %d replicas as %s, half the bytes "
+                   "of float32 (sparse gradients keep their dtype)", replicas,
+                   self.allreduce_dtype)
+    else:
+      raise TrainOptionsError(
+          f"`strategy.allreduce_dtype` ({self.allreduce_dtype!r}): {type(optimizer).__name__} "
+          "is not a Keras optimizer, whose gradient all-reduce tfdist knows; use float32")
+
+  def _read_and_update_rows(self, model: keras.Model, optimizer: Any) -> None:
     """With `sparse_updates` deciding rows: the model's embeddings read only their rows and
     `optimizer` (when it has a row rule) updates only them; says so in one log line."""
     choice = self.options.sparse_updates
@@ -242,6 +263,7 @@ class Trainer:
         "wall_seconds": time.perf_counter() - self.start_time,
         "resumed_from": history.resumed_from,
         "weights_sha256": generations.weights_sha256(model),
+        "communication": self.communication(model),
         "input_seed": self.input_seed,
         "started_from": {"epoch": self.starting_point.epoch,
                          "weights": self.starting_point.weights,
@@ -257,6 +279,18 @@ class Trainer:
     self.model_dir.finish_run()
     self.model_dir.remove_backup()
     return metrics
+
+  def communication(self, model: keras.Model) -> dict:
+    """What one worker's step exchanges (communication.py): bytes each way, computed."""
+    coordinated = kinds.uses_coordinator(self.strategy)
+    replicas = self.strategy.num_replicas_in_sync
+    return communication.bytes_per_step(
+        kinds.kind(self.strategy), communication.model_weights(model),
+        workers=self.num_workers, replicas=replicas,
+        # A parameter-server step reads the global batch on one worker.
+        worker_batch=self.global_batch_size if coordinated
+        else self.global_batch_size // self.num_workers,
+        allreduce_bytes=tf.as_dtype(self.allreduce_dtype).size)
 
   def _evaluate(self) -> dict:
     """The final checkpoint's figures on the eval split, as the sidecar evaluator and
