@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from typing import Any, Callable, Optional
 
 import tensorflow as tf
@@ -32,6 +33,7 @@ def save_on_sigterm(strategy: tf.distribute.Strategy, manager: tf.train.Checkpoi
   """
   if kinds.uses_coordinator(strategy):
     return None
+  _quiet_watcher_when_peers_end()
 
   def exit_preempted() -> None:
     epoch, step = position()
@@ -51,6 +53,26 @@ def save_on_sigterm(strategy: tf.distribute.Strategy, manager: tf.train.Checkpoi
       strategy.cluster_resolver if kinds.spans_machines(strategy) else None, restore_from or manager,
       termination_config=tf.distribute.experimental.TerminationConfig(exit_fn=exit_preempted,
                                                                        save_fn=save))
+
+
+def _quiet_watcher_when_peers_end() -> None:
+  """TensorFlow's watcher thread asks the chief's coordination service whether a peer was
+  preempted until the process ends; once the chief has ended first (a job's normal end) it
+  dies with UnavailableError and a traceback. One log line says it instead."""
+  previous = threading.excepthook
+  if getattr(previous, "tfdist_quiet_watcher", False):
+    return
+
+  def hook(args) -> None:
+    if (args.thread is not None and args.thread.name.startswith("PeerTerminationWatcher")
+        and isinstance(args.exc_value, tf.errors.UnavailableError)):
+      logging.info("Preemption watch over: a peer has ended (%s)",
+                   str(args.exc_value).splitlines()[0])
+      return
+    previous(args)
+
+  hook.tfdist_quiet_watcher = True
+  threading.excepthook = hook
 
 
 def stop_saving_on_sigterm() -> None:

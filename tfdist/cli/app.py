@@ -23,6 +23,7 @@ from tfdist.checkpoint import CheckpointError
 from tfdist.config import ConfigError
 from tfdist.cluster import EXIT_FAILURE, EXIT_OK, EXIT_USER_ERROR, ClusterSpecError
 from tfdist.data import BatchError, DataSourceError
+from tfdist.launch.emulated_link import LinkError
 from tfdist.models import ModelError
 from tfdist.strategy import StrategyError
 from tfdist.strategy.startup import StartupError
@@ -31,7 +32,8 @@ from tfdist.train import TrainOptionsError
 EXIT_USAGE = EXIT_USER_ERROR  # (EXIT_OK and EXIT_FAILURE come from tfdist.cluster too)
 
 USER_ERRORS = (app.UsageError, flags.Error, ConfigError, ClusterSpecError, BatchError,
-               DataSourceError, ModelError, StrategyError, TrainOptionsError, CheckpointError)
+               DataSourceError, ModelError, StrategyError, TrainOptionsError, CheckpointError,
+               LinkError)
 
 # Lines TensorFlow logs through absl on every run that tell a user nothing.
 _NOISE = ("Sharding callback duration", "Found untraced functions",

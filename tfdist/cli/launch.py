@@ -1,4 +1,4 @@
-"""`tfdist launch --cluster_spec=PATH [--restarts=N] [--log_dir=PATH] -- COMMAND ...`"""
+"""`tfdist launch --cluster_spec=PATH [--restarts=N] [--log_dir=PATH] [--link=RATE] -- COMMAND ...`"""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from absl import app, flags
 from tfdist.cli.app import run_command
 from tfdist.cluster import load_spec_file
 from tfdist.launch import Launcher, LaunchOptions
+from tfdist.launch.emulated_link import Link, check_host, remove_stale
 
 _CLUSTER_SPEC = flags.DEFINE_string("cluster_spec", None, "Cluster spec file to start locally.")
 _RESTARTS = flags.DEFINE_integer(
@@ -23,8 +24,23 @@ _STOP_GRACE = flags.DEFINE_float(
     "stop_grace", 5.0, "Seconds between SIGTERM and SIGKILL when stopping tasks.", lower_bound=0)
 
 
+_LINK = flags.DEFINE_string(
+    "link", None, "Emulate a network between the tasks: each in its own network namespace, "
+    "its traffic shaped to RATE, e.g. 1gbit or 100mbit (RATE:DELAY, e.g. 1gbit:0.2ms, where the "
+    "kernel has netem). Linux, root. Tasks record the bytes they sent (metrics.json).")
+_REMOVE_LINKS = flags.DEFINE_boolean(
+    "remove_links", False, "Only delete the network namespaces that --link jobs of launchers "
+    "no longer running left behind (a launcher killed with SIGKILL), and exit.")
+
+
 def main(argv: Sequence[str]) -> int:
   command = list(argv[1:])
+  if _REMOVE_LINKS.value:
+    check_host()
+    removed = remove_stale()
+    print(f"removed {len(removed)} network namespace(s)" + (f": {', '.join(removed)}"
+                                                            if removed else ""))
+    return 0
   if not _CLUSTER_SPEC.value:
     raise app.UsageError("--cluster_spec: required, e.g. configs/clusters/local-2workers.yaml")
   if not command:
@@ -36,8 +52,12 @@ def main(argv: Sequence[str]) -> int:
     os.makedirs(log_dir, exist_ok=True)
   except OSError as e:
     raise app.UsageError(f"--log_dir: cannot create {log_dir} ({e.strerror or e})") from None
+  link = None
+  if _LINK.value is not None:
+    link = Link.parse(_LINK.value)
+    check_host()
   options = LaunchOptions(restarts=_RESTARTS.value, log_dir=log_dir,
-                          stop_grace_s=_STOP_GRACE.value)
+                          stop_grace_s=_STOP_GRACE.value, link=link)
   return Launcher(spec, command, options).run()
 
 

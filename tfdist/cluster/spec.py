@@ -191,13 +191,19 @@ class ClusterSpec:
 
   def with_ports(self, ports: Mapping[TaskId, int]) -> "ClusterSpec":
     """A copy with the `auto` ports of the given tasks replaced."""
+    return self._rewritten(lambda task, host, port: (
+        host, str(ports[task]) if port == AUTO_PORT else port))
+
+  def with_hosts(self, hosts: Mapping[TaskId, str]) -> "ClusterSpec":
+    """A copy with the hosts of the given tasks replaced (their ports kept)."""
+    return self._rewritten(lambda task, host, port: (hosts.get(task, host), port))
+
+  def _rewritten(self, rewrite) -> "ClusterSpec":
     jobs = {}
     for task_type, addresses in self.jobs.items():
       new = []
       for index, address in enumerate(addresses):
-        host, port = address.rsplit(":", 1)
-        if port == AUTO_PORT:
-          port = str(ports[TaskId(task_type, index)])
+        host, port = rewrite(TaskId(task_type, index), *address.rsplit(":", 1))
         new.append(f"{host}:{port}")
       jobs[task_type] = tuple(new)
     return ClusterSpec.from_dict(jobs, self.evaluators)

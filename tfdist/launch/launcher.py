@@ -16,6 +16,7 @@ from typing import Optional, Sequence, TextIO
 
 from tfdist.cluster import AUTO_PORT, EVALUATOR, WORKER, ClusterSpec, TaskId, tf_config
 from tfdist.launch import policy
+from tfdist.launch.emulated_link import EmulatedNetwork, Link, remove_stale
 from tfdist.launch.process import TaskProcess, free_port, stop_all
 
 # Closing the terminal (SIGHUP) stops the job as Ctrl-C and SIGTERM do; SIGKILL to the launcher
@@ -36,12 +37,15 @@ class LaunchOptions:
     log_dir: one `TYPE-INDEX.log` per task.
     stop_grace_s: SIGTERM-to-SIGKILL delay when stopping tasks.
     evaluator_grace_s: how long the evaluator may run on after training ends.
+    link: run each task in a network namespace of its own, on a link of this rate
+      (emulated_link.py); None: every task on this machine's loopback.
   """
 
   restarts: int = 0
   log_dir: str = "/tmp/tfdist/launch"
   stop_grace_s: float = 5.0
   evaluator_grace_s: float = 120.0
+  link: Optional[Link] = None
 
 
 def resolve_ports(spec: ClusterSpec) -> ClusterSpec:
@@ -84,6 +88,7 @@ class Launcher:
     self.out = out
     self._out_lock = threading.Lock()
     self._stop_signal: Optional[int] = None
+    self.network: Optional[EmulatedNetwork] = None
     self.restarts_used = 0
     self.port_retries = 0
     self.preemptions = 0
@@ -101,6 +106,8 @@ class Launcher:
     os.makedirs(self.options.log_dir, exist_ok=True)
     previous = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
     try:
+      if self.options.link is not None:
+        self._make_network(self.options.link)
       while True:
         outcome = self._attempt()
         if outcome.code == 0 or self._stop_signal:
@@ -121,8 +128,22 @@ class Launcher:
         self.say(f"job failed ({outcome.failed}); restarting every task "
                  f"(restart {self.restarts_used} of {self.options.restarts})")
     finally:
+      if self.network is not None:
+        self.network.remove()
       for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+  def _make_network(self, link: Link) -> None:
+    """The job's emulated network, for every task with an address (not the evaluator)."""
+    stale = remove_stale()
+    if stale:
+      self.say(f"removed {len(stale)} network namespace(s) of launchers that no longer run")
+    tasks = [t for t in self.spec.tasks() if t.type != EVALUATOR]
+    self.network = EmulatedNetwork(link, tasks)
+    self.network.create()  # (what it made is removed by `run`, however it ends)
+    self.say(f"emulated link: {link.text}"
+             + (f" with {link.delay} delay" if link.delay else "")
+             + f", each task in its own network namespace ({self.network.hub} joins them)")
 
   def _on_signal(self, signum, frame) -> None:
     del frame
@@ -131,8 +152,12 @@ class Launcher:
   def _start(self, spec: ClusterSpec, task: TaskId) -> TaskProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1", TFDIST_TASK=str(task),
                TF_CONFIG=tf_config.emit(spec, task), **{tf_config.RUN_ID_VAR: self.run_id})
+    command = self.command
+    if self.network is not None and task in self.network.hosts:
+      env.update(self.network.environment())
+      command = self.network.command(task, command)
     log_path = os.path.join(self.options.log_dir, f"{task.type}-{task.index}.log")
-    process = TaskProcess(task, self.command, env, log_path, self.out, self._out_lock)
+    process = TaskProcess(task, command, env, log_path, self.out, self._out_lock)
     where = spec.address(task) if task.type != EVALUATOR else "no address"
     process.say(f"started {task} (pid {process.pid}, {where})")
     return process
@@ -140,6 +165,8 @@ class Launcher:
   def _attempt(self) -> "_Outcome":
     """One run of every task, to the job's end or its first failure."""
     spec = resolve_ports(self.spec)
+    if self.network is not None:
+      spec = spec.with_hosts(self.network.hosts)
     self.say(f"starting {len(list(spec.tasks()))} task(s): " + ", ".join(
         f"{t}={spec.address(t) if t.type != EVALUATOR else 'evaluator'}" for t in spec.tasks())
         + f"; logs in {self.options.log_dir}")

@@ -1,16 +1,21 @@
-"""How fast training starts and trains: time to the first step, examples/s, and the CPU time
-each step costs this process."""
+"""How fast training starts and trains: time to the first step, examples/s, the CPU time
+each step costs this process, and the bytes it sends and receives on its own link."""
 
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Callable, Optional
+
+from tfdist.cluster import network
+
+_OWN_LINK = object()  # EpochClock(link=...) default: this task's link, if it has one
 
 
 class EpochClock:
   """Each epoch's examples/s and this process's CPU time per step (all its threads: input,
-  saves and training), both averaged over the epochs after the first, which traces; and
-  the wall time per step without the epoch's saves.
+  saves and training), both averaged over the epochs after the first, which traces; the
+  wall time per step without the epoch's saves; and on a task with a link of its own
+  (`tfdist launch --link`), the bytes it sent and received per step.
 
   Example:
     clock = EpochClock(global_batch_size=64)
@@ -19,8 +24,12 @@ class EpochClock:
     rate = clock.stop(steps=120)   # after its saves
   """
 
-  def __init__(self, global_batch_size: int):
+  def __init__(self, global_batch_size: int,
+               link: Optional[Callable[[], tuple[int, int]]] = _OWN_LINK):  # type: ignore
     self.global_batch_size = global_batch_size
+    self._link = network.link_counters() if link is _OWN_LINK else link
+    self._link_at_start = (0, 0)
+    self.link_bytes_per_step: list[tuple[float, float]] = []  # (received, sent)
     self.rates: list[float] = []
     self.cpu_seconds_per_step: list[float] = []
     self.seconds_per_step: list[float] = []  # saves excluded
@@ -31,6 +40,8 @@ class EpochClock:
   def start(self) -> None:
     self._wall, self._cpu = time.perf_counter(), time.process_time()
     self._steps_ended = None
+    if self._link is not None:
+      self._link_at_start = self._link()
 
   def steps_ended(self) -> None:
     """The epoch's steps are done; what follows until `stop` is saving."""
@@ -45,6 +56,10 @@ class EpochClock:
     self.cpu_seconds_per_step.append((time.process_time() - self._cpu) / steps)
     if self._steps_ended is not None:
       self.seconds_per_step.append((self._steps_ended - self._wall) / steps)
+    if self._link is not None:
+      now = self._link()
+      self.link_bytes_per_step.append(tuple(
+          (end - begin) / steps for begin, end in zip(self._link_at_start, now)))
     return self.rates[-1]
 
   @property
@@ -61,6 +76,17 @@ class EpochClock:
     """Wall ms per step, saves excluded (the epochs after the first)."""
     mean = _mean_after_first(self.seconds_per_step)
     return None if mean is None else mean * 1000
+
+
+  @property
+  def wire_bytes_per_step(self) -> Optional[dict]:
+    """{"sent": ..., "received": ...}: bytes per step on this task's link (the epochs after
+    the first); None without a link of its own."""
+    if not self.link_bytes_per_step:
+      return None
+    received = _mean_after_first([r for r, _ in self.link_bytes_per_step])
+    sent = _mean_after_first([s for _, s in self.link_bytes_per_step])
+    return {"sent": round(sent), "received": round(received)}
 
 
 def _mean_after_first(values: list[float]) -> Optional[float]:

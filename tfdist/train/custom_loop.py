@@ -173,10 +173,7 @@ class CustomLoop:
       self.callbacks.on_train_end()
     finally:
       loop_actions.close_all(actions)
-    history.examples_per_sec = clock.examples_per_sec
-    history.cpu_ms_per_step = clock.cpu_ms_per_step
-    history.step_ms = clock.step_ms
-    return history
+    return history.timed_by(clock)
 
   def _restore(self, backup: tf.train.Checkpoint, history: TrainHistory) -> TrainingPosition:
     """Where training starts: the backup's step if there is one, else the first step after

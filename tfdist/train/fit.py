@@ -109,10 +109,8 @@ def train_with_fit(trainer: Trainer, callbacks: Sequence = ()) -> tuple[keras.Mo
                       verbose=1 if sys.stdout.isatty() else 2)
   result = TrainHistory(
       losses=history.history.get("loss", []), accuracies=history.history.get("accuracy", []),
-      epochs_completed=meter.epochs_completed, examples_per_sec=meter.clock.examples_per_sec,
-      cpu_ms_per_step=meter.clock.cpu_ms_per_step, step_ms=meter.clock.step_ms,
-      first_step_seconds=meter.first_step_seconds,
-      resumed_from=meter.resumed_from)
+      epochs_completed=meter.epochs_completed, first_step_seconds=meter.first_step_seconds,
+      resumed_from=meter.resumed_from).timed_by(meter.clock)
   if not history.epoch:
     # fit ran no epoch, so its backup held them all: the run ended after training, before its
     # outputs were written (e.g. a crash while exporting). Only the outputs remain to write.

@@ -20,12 +20,13 @@ from tfdist.checkpoint import resume
 from tfdist.checkpoint.model_dir import (CHECKPOINTS, EXPORT, METRICS, PARAMS, RUN_RECORD,
                                          ModelDir, ModelDirError, latest_checkpoint, read_json)
 from tfdist.checkpoint.resume import log_resume
-from tfdist.cluster import EVALUATOR, TaskConfig
+from tfdist.cluster import EVALUATOR, TaskConfig, network
 from tfdist.data import DataSourceError, DatasetSource
 from tfdist.evaluation.evaluator import CheckpointEvaluator
 from tfdist.models import ModelFn, compiling, generations, gradient_compression, row_updates
 from tfdist.strategy import collective, kinds
 from tfdist.train import communication
+from tfdist.train.clock import EpochClock
 from tfdist.train.options import (TrainOptions, TrainOptionsError,
                                   no_determinism_under_parameter_servers)
 
@@ -42,6 +43,15 @@ class TrainHistory:
   step_ms: Optional[float] = None  # wall time per step, saves excluded
   first_step_seconds: Optional[float] = None
   resumed_from: Optional[dict] = None
+  wire_bytes_per_step: Optional[dict] = None  # on a link of its own: {"sent", "received"}
+
+  def timed_by(self, clock: EpochClock) -> "TrainHistory":
+    """Takes the clock's figures: speed, CPU and wall time per step, bytes on the link."""
+    self.examples_per_sec = clock.examples_per_sec
+    self.cpu_ms_per_step = clock.cpu_ms_per_step
+    self.step_ms = clock.step_ms
+    self.wire_bytes_per_step = clock.wire_bytes_per_step
+    return self
 
 
 @dataclasses.dataclass
@@ -263,7 +273,7 @@ class Trainer:
         "wall_seconds": time.perf_counter() - self.start_time,
         "resumed_from": history.resumed_from,
         "weights_sha256": generations.weights_sha256(model),
-        "communication": self.communication(model),
+        "communication": self.communication(model, history.wire_bytes_per_step),
         "input_seed": self.input_seed,
         "started_from": {"epoch": self.starting_point.epoch,
                          "weights": self.starting_point.weights,
@@ -280,17 +290,23 @@ class Trainer:
     self.model_dir.remove_backup()
     return metrics
 
-  def communication(self, model: keras.Model) -> dict:
-    """What one worker's step exchanges (communication.py): bytes each way, computed."""
+  def communication(self, model: keras.Model, measured: Optional[dict] = None) -> dict:
+    """What one worker's step exchanges (communication.py): bytes each way, computed; and
+    measured on this task's own link (`tfdist launch --link`), if it has one."""
     coordinated = kinds.uses_coordinator(self.strategy)
     replicas = self.strategy.num_replicas_in_sync
-    return communication.bytes_per_step(
+    figures = communication.bytes_per_step(
         kinds.kind(self.strategy), communication.model_weights(model),
         workers=self.num_workers, replicas=replicas,
         # A parameter-server step reads the global batch on one worker.
         worker_batch=self.global_batch_size if coordinated
         else self.global_batch_size // self.num_workers,
         allreduce_bytes=tf.as_dtype(self.allreduce_dtype).size)
+    if measured is not None:
+      figures.update(wire_bytes_per_step=measured["sent"],
+                     wire_received_bytes_per_step=measured["received"],
+                     link=os.environ.get(network.LINK_RATE_VAR))
+    return figures
 
   def _evaluate(self) -> dict:
     """The final checkpoint's figures on the eval split, as the sidecar evaluator and
