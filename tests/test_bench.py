@@ -29,10 +29,9 @@ def test_tiny_bench_figures_hang_together(tmp_path, data_dir):
 
   overhead = results["overhead"]
   runs, medians = overhead["runs"], overhead["median_examples_per_sec"]
+  # --tiny (as --quick) compares one pair of each kind; the full bench all of them.
   assert set(runs) == set(medians) == set(overhead["labels"]) == {
-      "handwritten", "tfdist_equal", "tfdist_uncompiled", "tfdist_defaults",
-      "handwritten_tutorial", "tfdist_user_compiled", "handwritten_mwms", "tfdist_equal_mwms",
-      "handwritten_tutorial_mwms", "tfdist_user_compiled_mwms"}
+      "handwritten", "tfdist_defaults", "handwritten_mwms", "tfdist_equal_mwms"}
   cpu, cpu_medians = overhead["cpu_ms_per_step"], overhead["median_cpu_ms_per_step"]
   for name, rates in runs.items():
     assert len(rates) == len(cpu[name]) == results["settings"]["reps"]
@@ -43,7 +42,8 @@ def test_tiny_bench_figures_hang_together(tmp_path, data_dir):
     assert script.startswith("handwritten") and name.endswith("_mwms") == script.endswith("_mwms")
     assert overhead["ratios"][name] == pytest.approx(medians[name] / medians[script])
     assert overhead["cpu_ratios"][name] == pytest.approx(cpu_medians[name] / cpu_medians[script])
-  assert overhead["compared_with"]["tfdist_user_compiled"] == "handwritten_tutorial"
+  assert overhead["compared_with"] == {"tfdist_defaults": "handwritten",
+                                       "tfdist_equal_mwms": "handwritten_mwms"}
   for i, name in enumerate(overhead["labels"]):  # a progress line per run, as it ends
     assert (f"[bench] rep 1/1, run {i + 1}/{len(runs)}: {overhead['labels'][name]}: "
             f"{runs[name][0]:,.0f} examples/s, {cpu[name][0]:.1f} CPU ms/step") in result.stdout
@@ -79,11 +79,12 @@ def test_tiny_bench_figures_hang_together(tmp_path, data_dir):
   assert (f"| hand-written tf.distribute script (tutorial style, the cnn, Adam) | "
           f"{medians['handwritten']:,.0f} | {spread('handwritten')} | "
           f"{cpu_medians['handwritten']:.1f} | script |") in table
-  assert (f"| tfdist, defaults, user-compiled model (the tutorial's CNN) | "
-          f"{medians['tfdist_user_compiled']:,.0f} | {spread('tfdist_user_compiled')} | "
-          f"{cpu_medians['tfdist_user_compiled']:.1f} | "
-          f"{overhead['ratios']['tfdist_user_compiled']:.2f}x "
-          f"({overhead['cpu_ratios']['tfdist_user_compiled']:.2f}x) |") in table
+  assert (f"| tfdist, equal settings, 2 workers (MWMS), backups on | "
+          f"{medians['tfdist_equal_mwms']:,.0f} | {spread('tfdist_equal_mwms')} | "
+          f"{cpu_medians['tfdist_equal_mwms']:.1f} | "
+          f"{overhead['ratios']['tfdist_equal_mwms']:.2f}x "
+          f"({overhead['cpu_ratios']['tfdist_equal_mwms']:.2f}x) |") in table
+  assert_communication_hangs_together(results["communication"], table)
   for name, row in scaling.items():
     assert f"| scaling: {name}, {row['strategy']} | {row['examples_per_sec']:,.0f} | | | " \
            f"efficiency {row['efficiency']:.2f} |" in table
@@ -93,3 +94,35 @@ def test_tiny_bench_figures_hang_together(tmp_path, data_dir):
             f"{row['examples_per_sec']:,.0f} | | | {row['vs_smallest']:.2f}x") in table
   assert table == result.stdout[result.stdout.index("tfdist bench ("):][:len(table)]
   assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def assert_communication_hangs_together(communication: dict, table: str) -> None:
+  """1 worker, 2 on loopback, 2 on an emulated 1 Gbit/s link (CI runs as root) in float32 and
+  bfloat16; the 4-worker point against its projection."""
+  rows = communication["rows"]
+  assert communication["emulated"], communication.get("skipped_links")
+  assert list(rows) == ["1 worker, no network", "2 workers (MWMS), loopback, float32",
+                        "2 workers (MWMS), 1gbit, float32", "2 workers (MWMS), 1gbit, bfloat16"]
+  base = rows["1 worker, no network"]
+  assert base["computed_bytes_per_step"] == 0 and base["efficiency"] == pytest.approx(1.0)
+  for name, row in rows.items():
+    assert row["efficiency"] == pytest.approx(
+        row["examples_per_sec"] / (row["workers"] * base["examples_per_sec"]))
+    if row["workers"] == 2:
+      assert row["communication_share"] == pytest.approx(
+          max(0.0, (row["step_ms"] - base["step_ms"]) / row["step_ms"]))
+    assert (row["measured_bytes_per_step"] is not None) == (row["link"] == "1gbit"), name
+  f32, bf16 = rows["2 workers (MWMS), 1gbit, float32"], rows["2 workers (MWMS), 1gbit, bfloat16"]
+  assert bf16["computed_bytes_per_step"] * 2 == f32["computed_bytes_per_step"] == 900_136
+  assert (f"| 2 workers (MWMS) | 1gbit | bfloat16 | {bf16['examples_per_sec']:,.0f} | "
+          f"{bf16['step_ms']:.1f} | 0.450 MB | "
+          f"{bf16['measured_bytes_per_step'] / 1e6:.3f} MB |") in table
+  projection = communication["projection"]
+  assert projection["compute_ms"] == base["step_ms"] and projection["gradient_bytes"] == 900_136
+  assert [(r["link"], r["workers"]) for r in projection["cnn"]][:5] == [
+      ("10gbit", 2), ("10gbit", 4), ("10gbit", 8), ("10gbit", 16), ("10gbit", 32)]
+  four = projection["four_workers"]
+  assert four["link"] == "100mbit" and four["gradient_bytes"] == 4 * 269_322  # the mlp
+  assert four["computed_bytes_per_step"] == round(1.5 * 4 * 269_322)
+  assert f"4 workers measured on this machine (mlp, 100mbit, 16 a replica): " \
+         f"{four['measured_step_ms']:.1f} ms/step" in table

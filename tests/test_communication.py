@@ -104,3 +104,16 @@ def test_gradients_are_summed_in_16_bits_by_every_keras_optimizer():
     assert steps[f"{kind}/float32"] == {"compressed": False, "dense": exact, "rows": exact}
     for dtype in ("bfloat16", "float16"):
       assert steps[f"{kind}/{dtype}"] == {"compressed": True, "dense": -2.0, "rows": exact}, kind
+
+
+@pytest.mark.unit
+def test_the_projection_adds_the_ring_all_reduce_at_the_links_rate():
+  from tfdist.bench.communication import link_bits_per_s, projected  # pylint: disable=import-outside-toplevel
+  assert link_bits_per_s("10gbit") == 10 ** 10 and link_bits_per_s("100mbit") == 10 ** 8
+  # 0.9 MB of gradients: 7.2 ms at 1 Gbit/s; the ring sends 2(n-1)/n of them.
+  two, four = (projected(25.0, 900_136, "1gbit", n, 64) for n in (2, 4))
+  assert two["communication_ms"] == pytest.approx(7.201088)
+  assert four["communication_ms"] == pytest.approx(1.5 * 7.201088)
+  assert four["step_ms"] == pytest.approx(25.0 + 10.801632)
+  assert four["efficiency"] == pytest.approx(25.0 / 35.801632)
+  assert four["examples_per_sec"] == pytest.approx(4 * 64 / 35.801632 * 1000)

@@ -18,6 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 HANDWRITTEN = os.path.join(REPO, "benchmarks", "handwritten.py")
 RECOMMENDER = os.path.join(REPO, "examples", "recommender.py")
 SPECS = os.path.join(REPO, "configs", "clusters")
+# What `tfdist bench` measures (and `--only` chooses from); the input pipeline always runs.
+SECTIONS = ("overhead", "scaling", "embedding_tables", "communication", "mixed_precision")
 
 
 class BenchError(RuntimeError):
@@ -40,6 +42,8 @@ class BenchSettings:
       the first epoch's backup, written in the background while the second trains (about
       5 s for two 8M-row tables with Adam's slots), is a small part of it.
     data_dir: TFDS data dir (None: TFDS's default).
+    overhead_runs: the names of OVERHEAD_RUNS the overhead section runs (None: all).
+    sections: the sections run (SECTIONS).
   """
 
   epochs: int = 3
@@ -50,14 +54,21 @@ class BenchSettings:
   table_rows: tuple[int, ...] = (1_000_000, 8_000_000)
   table_steps: int = 600
   data_dir: Optional[str] = None
+  overhead_runs: Optional[tuple[str, ...]] = None
+  sections: tuple[str, ...] = SECTIONS
 
   @classmethod
   def mode(cls, name: str, data_dir: Optional[str] = None) -> "BenchSettings":
     # Overhead runs are long enough to include saves at their steady rate (backups every few
     # hundred steps, epoch checkpoints every few epochs), not only the run's first ones.
+    # --quick keeps one pair of each overhead kind (one process, two workers), once, and the
+    # communication section's 1 Gbit/s pair; the scaling at a large batch, embedding tables
+    # and mixed precision are the full bench's.
     sizes = {"tiny": cls(epochs=2, steps_per_epoch=4, reps=1, scaling_batch=64, scaling_steps=4,
-                         table_rows=(10_000, 80_000), table_steps=10),
-             "quick": cls(epochs=5, steps_per_epoch=120, reps=3),
+                         table_rows=(10_000, 80_000), table_steps=10,
+                         overhead_runs=QUICK_OVERHEAD_RUNS),
+             "quick": cls(epochs=4, steps_per_epoch=100, reps=1, overhead_runs=QUICK_OVERHEAD_RUNS,
+                          sections=("overhead", "communication")),
              "full": cls(epochs=6, steps_per_epoch=200, reps=5, scaling_steps=30)}
     return dataclasses.replace(sizes[name], data_dir=data_dir)
 
@@ -110,9 +121,10 @@ def tfdist_train(name: str, settings: BenchSettings, *flags: str, timeout: float
 
 
 def tfdist_launch(name: str, spec: str, settings: BenchSettings, *flags: str,
-                  timeout: float = 600) -> dict:
-  """`tfdist launch SPEC -- tfdist train` on this machine; returns the chief's metrics.json."""
-  return _trained_metrics(name, (f"--cluster_spec={spec}",),
+                  timeout: float = 600, launch: Sequence[str] = ()) -> dict:
+  """`tfdist launch SPEC [LAUNCH] -- tfdist train` on this machine; returns the chief's
+  metrics.json."""
+  return _trained_metrics(name, (f"--cluster_spec={spec}", *launch),
                           ["tfdist", "train", *settings.train_flags(), *flags], timeout)
 
 
@@ -159,6 +171,8 @@ OVERHEAD_RUNS = (
     ("tfdist_user_compiled_mwms", "tfdist, defaults, user-compiled model, 2 workers (MWMS)",
      (_USER_COMPILED, *_ONE_THREAD)),
 )
+# One pair of each kind (one process, two workers): what --quick and --tiny compare.
+QUICK_OVERHEAD_RUNS = ("handwritten", "tfdist_defaults", "handwritten_mwms", "tfdist_equal_mwms")
 # tfdist run: the script run it is compared with.
 OVERHEAD_RATIOS = {"tfdist_equal": "handwritten", "tfdist_uncompiled": "handwritten",
                    "tfdist_defaults": "handwritten", "tfdist_user_compiled": "handwritten_tutorial",
@@ -170,12 +184,13 @@ def overhead(settings: BenchSettings, say: Callable[[str], None] = lambda _: Non
   """tfdist vs the hand-written script, alternating the runs of OVERHEAD_RUNS rep by rep;
   medians of examples/s and of the process's CPU ms per step (the chief's, or worker 0's),
   and each tfdist median over its script's (OVERHEAD_RATIOS). `say` gets a line per run."""
-  rates: dict[str, list[float]] = {name: [] for name, _, _ in OVERHEAD_RUNS}
-  cpu: dict[str, list[float]] = {name: [] for name, _, _ in OVERHEAD_RUNS}
+  chosen = tuple(r for r in OVERHEAD_RUNS
+                 if settings.overhead_runs is None or r[0] in settings.overhead_runs)
+  rates: dict[str, list[float]] = {name: [] for name, _, _ in chosen}
+  cpu: dict[str, list[float]] = {name: [] for name, _, _ in chosen}
   for rep in range(settings.reps):
     # A B C, then C B A: no run always comes first after the same other one.
-    for i, (name, label, flags) in enumerate(
-        OVERHEAD_RUNS if rep % 2 == 0 else OVERHEAD_RUNS[::-1]):
+    for i, (name, label, flags) in enumerate(chosen if rep % 2 == 0 else chosen[::-1]):
       spec = _TWO_WORKERS if name.endswith("_mwms") else None
       if name.startswith("handwritten"):
         result = handwritten(settings, *flags, spec=spec)
@@ -185,17 +200,18 @@ def overhead(settings: BenchSettings, say: Callable[[str], None] = lambda _: Non
         result = tfdist_train(label, settings, *flags)
       rates[name].append(result["examples_per_sec"])
       cpu[name].append(result["cpu_ms_per_step"])
-      say(f"rep {rep + 1}/{settings.reps}, run {i + 1}/{len(OVERHEAD_RUNS)}: {label}: "
+      say(f"rep {rep + 1}/{settings.reps}, run {i + 1}/{len(chosen)}: {label}: "
           f"{rates[name][-1]:,.0f} examples/s, {cpu[name][-1]:.1f} CPU ms/step")
   medians = {k: statistics.median(v) for k, v in rates.items()}
   cpu_medians = {k: statistics.median(v) for k, v in cpu.items()}
+  pairs = {name: base for name, base in OVERHEAD_RATIOS.items() if name in rates and base in rates}
   return {"runs": rates, "median_examples_per_sec": medians,
           "cpu_ms_per_step": cpu, "median_cpu_ms_per_step": cpu_medians,
-          "labels": {name: label for name, label, _ in OVERHEAD_RUNS},
-          "ratios": {name: medians[name] / medians[base] for name, base in OVERHEAD_RATIOS.items()},
+          "labels": {name: label for name, label, _ in chosen},
+          "ratios": {name: medians[name] / medians[base] for name, base in pairs.items()},
           "cpu_ratios": {name: cpu_medians[name] / cpu_medians[base]
-                         for name, base in OVERHEAD_RATIOS.items()},
-          "compared_with": dict(OVERHEAD_RATIOS)}
+                         for name, base in pairs.items()},
+          "compared_with": pairs}
 
 
 def scaling(settings: BenchSettings) -> dict:
@@ -238,8 +254,10 @@ def embedding_tables(settings: BenchSettings, timeout: float = 900) -> dict:
           for rows, r in runs.items()}
 
 
-def input_pipeline(settings: BenchSettings, consumption: float, batches: int = 300) -> dict:
-  """The input pipeline alone (no model): examples/s against what training consumes."""
+def input_pipeline(settings: BenchSettings, consumption: Optional[float],
+                   batches: int = 300) -> dict:
+  """The input pipeline alone (no model): examples/s against what training consumes (when
+  the overhead section measured it)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from tfdist.data import DataOptions, load_source  # pylint: disable=import-outside-toplevel
 
@@ -253,7 +271,7 @@ def input_pipeline(settings: BenchSettings, consumption: float, batches: int = 3
     next(iterator)
   rate = batches * 64 / (time.perf_counter() - start)
   return {"examples_per_sec": rate, "training_consumes": consumption,
-          "ratio": rate / consumption}
+          "ratio": rate / consumption if consumption else None}
 
 
 def mixed_precision(settings: BenchSettings) -> dict:

@@ -302,7 +302,12 @@ class Trainer:
         worker_batch=self.global_batch_size if coordinated
         else self.global_batch_size // self.num_workers,
         allreduce_bytes=tf.as_dtype(self.allreduce_dtype).size)
-    if measured is not None:
+    if measured is not None and coordinated:
+      # The workers are servers, with no loop to count steps: what is measured here is the
+      # chief's traffic, which schedules steps (small), not a worker's.
+      figures.update(coordinator_wire_bytes_per_step=measured["sent"],
+                     link=os.environ.get(network.LINK_RATE_VAR))
+    elif measured is not None:
       figures.update(wire_bytes_per_step=measured["sent"],
                      wire_received_bytes_per_step=measured["received"],
                      link=os.environ.get(network.LINK_RATE_VAR))
