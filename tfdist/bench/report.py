@@ -123,6 +123,9 @@ def write_plot(results: dict, out_dir: str) -> str:
     m = o["median_examples_per_sec"]
     _bars(axes[0][0], "Overhead (examples/s; label: vs its script)", list(m), list(m.values()),
           [f"{o['ratios'][n]:.2f}x" if n in o["ratios"] else f"{v:,.0f}" for n, v in m.items()])
+  else:
+    axes[0][0].axis("off")
+    axes[0][0].text(0.5, 0.5, "overhead: not run", ha="center", va="center")
   if "communication" in results:
     _communication_plot(axes[0][1], results["communication"])
   elif "scaling" in results:
@@ -141,6 +144,21 @@ def write_plot(results: dict, out_dir: str) -> str:
   fig.suptitle(f"tfdist bench ({results['mode']}, {results['machine']})")
   fig.tight_layout()
   path = os.path.join(out_dir, "bench.png")
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path
+
+
+def write_communication_plot(results: dict, out_dir: str) -> str:
+  """communication.png: the communication panel of bench.png, alone and larger."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  fig, ax = plt.subplots(figsize=(8, 4.5))
+  _communication_plot(ax, results["communication"])
+  fig.tight_layout()
+  path = os.path.join(out_dir, "communication.png")
   fig.savefig(path, dpi=90)
   plt.close(fig)
   return path

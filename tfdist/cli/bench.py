@@ -93,11 +93,15 @@ def main(argv: Sequence[str]) -> int:
     if "mixed_precision" in sections:
       _say("mixed precision")
       results["mixed_precision"] = runs.mixed_precision(settings)
-  startup = results.get("scaling") or (results.get("communication") or {}).get("rows", {})
+  startup = results.get("scaling") or {  # else the communication section's, on loopback
+      name: r for name, r in (results.get("communication") or {}).get("rows", {}).items()
+      if r["link"] in (None, communication.LOOPBACK) and r["allreduce_dtype"] == "float32"}
   results["startup_seconds"] = {name: r["seconds_to_first_step"] for name, r in startup.items()}
   results["bench_seconds"] = time.perf_counter() - started
   paths = [report.write_json(results, _OUT_DIR.value), report.write_markdown(results, _OUT_DIR.value),
            report.write_plot(results, _OUT_DIR.value)]
+  if "communication" in results:
+    paths.append(report.write_communication_plot(results, _OUT_DIR.value))
   print(report.markdown(results))
   _say(f"done in {results['bench_seconds']:.0f} s: {', '.join(paths)}")
   return EXIT_OK
