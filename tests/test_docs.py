@@ -19,9 +19,10 @@ def test_the_readme_is_short_and_every_doc_link_resolves():
     readme = f.read()
   assert len(readme.splitlines()) <= 200
   docs = os.path.join(REPO, "docs")
-  for name in ["README.md"] + [os.path.join("docs", n) for n in os.listdir(docs)]:
+  for name in ["README.md"] + [os.path.join("docs", n) for n in os.listdir(docs)
+                                if n.endswith(".md")]:
     with open(os.path.join(REPO, name), encoding="utf-8") as f:
       text = f.read()
-    for target in re.findall(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)", text):
+    for target in re.findall(r"\]\(([^)#\s]+\.(?:md|png))(?:#[^)]*)?\)", text):
       path = os.path.normpath(os.path.join(REPO, os.path.dirname(name), target))
       assert os.path.exists(path), f"{name} links to {target}, which does not exist"
