@@ -17,7 +17,7 @@ ALLOWED = {
     "evaluation": {"checkpoint", "data", "models"},
     "train": {"cluster", "strategy", "data", "models", "checkpoint", "evaluation"},
     "launch": {"cluster"},
-    "bench": {"data", "train"},
+    "bench": {"data", "train", "launch"},  # the bench starts jobs and emulated links
 }
 BASE = {"tfdist", "_lazy", "_input", "_user_code"}
 

@@ -21,12 +21,12 @@ import tempfile
 from typing import Callable, Optional, Sequence
 
 from tfdist.bench import runs as bench_runs
+from tfdist.launch.emulated_link import Link
 
 LOOPBACK = "loopback"
 MWMS, PSS = "2 workers (MWMS)", "PSS (2 workers + 1 ps)"
 _SPECS = {MWMS: "local-2workers.yaml", PSS: "local-ps.yaml"}
 _ONE_THREAD = ("--intra_op_threads=1", "--inter_op_threads=1")
-_BITS = {"kbit": 10 ** 3, "mbit": 10 ** 6, "gbit": 10 ** 9}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,11 +66,8 @@ class CommunicationPlan:
 
 
 def link_bits_per_s(link: str) -> int:
-  """'1gbit' -> 10**9."""
-  for unit, scale in _BITS.items():
-    if link.lower().endswith(unit):
-      return int(float(link[:-len(unit)]) * scale)
-  raise ValueError(f"not a link rate: {link!r}")
+  """'1gbit' -> 10**9 (a `--link` rate)."""
+  return Link.parse(link).bits_per_s
 
 
 def projected(compute_ms: float, gradient_bytes: float, link: str, workers: int,
