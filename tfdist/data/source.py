@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import abc
 import random
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import tensorflow as tf
 from absl import logging
 
-from tfdist.data import examples
-from tfdist.data.batching import DATA, FILE, choose_shard_policy, per_replica_batch_size
+from tfdist.data import examples, stream
+from tfdist.data.batching import (DATA, FILE, ShardPolicy, choose_shard_policy,
+                                  per_replica_batch_size)
 from tfdist.data.examples import ExampleSpec
 from tfdist.data.options import DataSourceError
-
-_ENDLESS = 2**62  # passes: as many as training takes
 
 InputFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 
@@ -81,7 +80,8 @@ class DatasetSource(abc.ABC):
 
   def train_input_fn(self, global_batch_size: int, seed: Optional[int] = None,
                      repeat: bool = True, drop_remainder: bool = True,
-                     per_worker: bool = False, start_step: int = 0) -> InputFn:
+                     per_worker: bool = False, start_step: int = 0,
+                     layout: stream.Layout = ()) -> InputFn:
     """An input function: sharded for its pipeline, per-replica batched, shuffled.
 
     The global batch is what the caller gives; each pipeline batches
@@ -91,7 +91,9 @@ class DatasetSource(abc.ABC):
     the pass's index, so the stream of batches is a function of the seed alone and
     `start_step` can resume it: the pipeline starts with the batch the uninterrupted
     stream gives at that step (its pass is rebuilt, the examples before skipped).
-    Without a `seed` one is drawn.
+    Without a `seed` one is drawn. `layout`: the input pipelines the run had before
+    (data/stream.py; none: always as many as now); where their number changed, the new
+    pipelines first read what the old ones left of their passes.
 
     `per_worker`: the function runs on each parameter-server worker through
     `ClusterCoordinator.create_per_worker_dataset`, which traces it once and runs
@@ -104,77 +106,109 @@ class DatasetSource(abc.ABC):
 
     def input_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
       batch = per_replica_batch_size(global_batch_size, context.num_replicas_in_sync)
-      shard = choose_shard_policy(self.num_train_files, context.num_input_pipelines,
-                                  shards_itself=self.shards_itself)
+      passes = _Passes(self, context, seed, per_worker)
+      shard = passes.shard_policy(context.num_input_pipelines)
       logging.info("Input: %s sharding for pipeline %d of %d (%s); per-replica batch %d",
                    shard.policy, context.input_pipeline_id, context.num_input_pipelines,
                    shard.reason, batch)
-      # DATA sharding keeps every n-th example of what each pipeline reads: every pipeline must
-      # read the same order, so files are not shuffled before `shard` (examples are, after).
-      ds = self._read_train(context, shard.policy, shuffle_files=shard.policy != DATA, seed=seed)
-      if shard.policy == DATA:
-        ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
-      ds = self._decode(ds)
-      if self.cache:
-        ds = ds.cache()
-      if repeat:
-        ds = self._passes(ds, seed, per_worker, *self._start(
-            ds, shard.policy, context, start_step, global_batch_size, per_worker))
+      here = (context.num_input_pipelines, context.input_pipeline_id)
+      if not repeat:
+        ds = passes.of(*here)(0)
+      elif per_worker:  # (where a worker stands is not known: see above)
+        ds = stream.passes_from(passes, *here, stream.pass_of_step(
+            start_step, global_batch_size, self.num_train_examples))
       else:
-        ds = self._shuffled_pass(ds, seed, 0, per_worker)
+        segments = tuple(layout) or (stream.Segment(0, context.num_input_pipelines),)
+        if segments[-1].pipelines != context.num_input_pipelines:
+          raise ValueError(f"input layout {segments} ends with {segments[-1].pipelines} "
+                           f"pipelines, the strategy has {context.num_input_pipelines}")
+        ds = stream.Stream(passes, segments, global_batch_size).dataset(
+            context.input_pipeline_id, start_step)
       ds = examples.batch(ds, self.example_spec, batch, drop_remainder)
       return without_auto_shard(ds.prefetch(tf.data.AUTOTUNE))
 
     return input_fn
-
-  def _shuffled_pass(self, ds: tf.data.Dataset, seed: int, pass_index,
-                     per_worker: bool) -> tf.data.Dataset:
-    return ds.shuffle(self.shuffle_buffer, seed=_pass_seed(seed, pass_index, per_worker),
-                      reshuffle_each_iteration=False)
-
-  def _start(self, ds: tf.data.Dataset, policy: str, context: tf.distribute.InputContext,
-             start_step: int, global_batch_size: int, per_worker: bool) -> tuple[int, int]:
-    """(pass, example of it) where this pipeline's stream stands after `start_step` steps."""
-    if not start_step:
-      return 0, 0
-    if per_worker:  # (where a worker stands is not known: see train_input_fn)
-      return start_step * global_batch_size // self.num_train_examples, 0
-    # Each step takes a batch for each of this pipeline's replicas.
-    consumed = start_step * (global_batch_size // context.num_input_pipelines)
-    return divmod(consumed, self._pass_length(ds, policy, context))
-
-  def _passes(self, ds: tf.data.Dataset, seed: int, per_worker: bool, first_pass: int,
-              skip: int) -> tf.data.Dataset:
-    """Pass after pass of `ds`, each in its own order, from example `skip` of `first_pass`."""
-    if skip:
-      logging.info("Input resumes at example %d of pass %d (skipped, not trained on)", skip,
-                   first_pass + 1)
-    rest = tf.data.Dataset.range(first_pass + 1, _ENDLESS).flat_map(
-        lambda index: self._shuffled_pass(ds, seed, index, per_worker))
-    return self._shuffled_pass(ds, seed, first_pass, per_worker).skip(skip).concatenate(rest)
-
-  def _pass_length(self, ds: tf.data.Dataset, policy: str,
-                   context: tf.distribute.InputContext) -> int:
-    """The examples in one pass of this pipeline: from the split's count where sharding keeps
-    every n-th example (or all), else counted (FILE: this pipeline's files; read once)."""
-    if policy == DATA:
-      return len(range(context.input_pipeline_id, self.num_train_examples,
-                       context.num_input_pipelines))
-    if policy != FILE and not self.shards_itself:
-      return self.num_train_examples
-    count = int(ds.cardinality())
-    if count < 0:
-      count = int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
-    if count < 1:
-      raise DataSourceError(f"`data.dataset` ({self.name}): input pipeline "
-                            f"{context.input_pipeline_id} has no examples")
-    return count
 
   def eval_dataset(self, batch_size: int) -> tf.data.Dataset:
     """The whole eval split in order, for one process to evaluate."""
     ds = examples.batch(self._decode(self._read_eval()), self.example_spec, batch_size,
                         drop_remainder=False)
     return without_auto_shard(ds.prefetch(tf.data.AUTOTUNE))
+
+
+class _Passes:
+  """The passes of a source's pipelines, for any number of pipelines (data/stream.py).
+
+  Only this task's own pipeline is cached (`DatasetSource.cache`); another layout's are
+  read once, when a run resumes on a new number of pipelines.
+  """
+
+  def __init__(self, source: DatasetSource, context: tf.distribute.InputContext, seed: int,
+               per_worker: bool):
+    self.source, self.seed, self.per_worker = source, seed, per_worker
+    self._here = (context.num_input_pipelines, context.input_pipeline_id)
+    self._replicas_per_pipeline = max(
+        1, context.num_replicas_in_sync // context.num_input_pipelines)
+    self._examples: dict = {}
+    self._lengths: dict = {}
+
+  def shard_policy(self, pipelines: int) -> ShardPolicy:
+    return choose_shard_policy(self.source.num_train_files, pipelines,
+                               shards_itself=self.source.shards_itself)
+
+  def examples(self, pipelines: int, pipeline: int) -> tf.data.Dataset:
+    """The examples pipeline `pipeline` of `pipelines` reads each pass, in a fixed order.
+
+    Nothing else iterates this dataset (counting reads its own copy): a reader that shuffles
+    its files may draw another order on each iteration of one dataset object.
+    """
+    key = (pipelines, pipeline)
+    if key not in self._examples:
+      ds = self._read(pipelines, pipeline)
+      if self.source.cache and key == self._here:
+        ds = ds.cache()
+      self._examples[key] = ds
+    return self._examples[key]
+
+  def _read(self, pipelines: int, pipeline: int) -> tf.data.Dataset:
+    context = tf.distribute.InputContext(pipelines, pipeline,
+                                         pipelines * self._replicas_per_pipeline)
+    policy = self.shard_policy(pipelines).policy
+    # DATA sharding keeps every n-th example of what each pipeline reads: every pipeline must
+    # read the same order, so files are not shuffled before `shard` (examples are, after).
+    ds = self.source._read_train(context, policy, shuffle_files=policy != DATA, seed=self.seed)
+    if policy == DATA:
+      ds = ds.shard(pipelines, pipeline)
+    return self.source._decode(ds)
+
+  def of(self, pipelines: int, pipeline: int) -> Callable[[Any], tf.data.Dataset]:
+    pipeline_examples = self.examples(pipelines, pipeline)  # (made here, not in a flat_map)
+    return lambda pass_index: pipeline_examples.shuffle(
+        self.source.shuffle_buffer, seed=_pass_seed(self.seed, pass_index, self.per_worker),
+        reshuffle_each_iteration=False)
+
+  def length(self, pipelines: int, pipeline: int) -> int:
+    """From the split's count where sharding keeps every n-th example (or all), else counted
+    (FILE: this pipeline's files; read once)."""
+    key = (pipelines, pipeline)
+    if key not in self._lengths:
+      self._lengths[key] = self._count(pipelines, pipeline)
+    return self._lengths[key]
+
+  def _count(self, pipelines: int, pipeline: int) -> int:
+    policy = self.shard_policy(pipelines).policy
+    if policy == DATA:
+      return len(range(pipeline, self.source.num_train_examples, pipelines))
+    if policy != FILE and not self.source.shards_itself:
+      return self.source.num_train_examples
+    ds = self._read(pipelines, pipeline)  # (not `examples`: see there)
+    count = int(ds.cardinality())
+    if count < 0:
+      count = int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    if count < 1:
+      raise DataSourceError(f"`data.dataset` ({self.source.name}): input pipeline {pipeline} "
+                            f"of {pipelines} has no examples")
+    return count
 
 
 def _pass_seed(seed: int, pass_index, per_worker: bool):

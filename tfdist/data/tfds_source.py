@@ -51,7 +51,10 @@ class TfdsSource(DatasetSource):
     self.shuffle_buffer = shuffle_buffer
 
   def _read_train(self, context, policy, shuffle_files, seed):
-    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False,
+    # One file order for the seed, on every iteration: a pass rebuilt on resume, or read
+    # twice when the worker count changed, must read the files as the first reading did.
+    read_config = tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=False,
+                                  try_autocache=False,
                                   input_context=context if policy == FILE else None)
     return self.builder.as_dataset(split=self.train_split, as_supervised=True,
                                    shuffle_files=shuffle_files, read_config=read_config)
