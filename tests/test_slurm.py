@@ -16,6 +16,7 @@ import pytest
 from tfdist.cluster import ClusterSpecError, TaskId
 from tfdist.cluster import slurm_step as slurm
 from tfdist.launch import free_port
+from tests.cluster_scripts import read_counts
 from tests.helpers import REPO, THREAD_FLAGS, cli_env
 from tests.helpers import slurm_cluster as sc
 
@@ -173,12 +174,13 @@ def test_the_sbatch_examples_run(slurm_cluster, tmp_path, data_dir, script, task
                          output), output[-4000:]
 
 
-def _mwms_job(slurm_cluster, tmp_path, data_dir, *train_flags, **env):
+def _mwms_job(slurm_cluster, tmp_path, data_dir, *train_flags,
+              placement=("--ntasks-per-node=2",), **env):
   """Submits the MultiWorkerMirrored sbatch example on 2 tasks of the one node; returns its id
   and its output file (which a requeued run appends to: the example's --open-mode)."""
   out = tmp_path / "job.out"
   job_id = slurm_cluster.submit(
-      ["--nodes=1", "--ntasks=2", "--ntasks-per-node=2", "--overcommit", f"--output={out}",
+      ["--nodes=1", "--ntasks=2", *placement, "--overcommit", f"--output={out}",
        "--chdir", REPO,
        os.path.join(REPO, "examples", "slurm_multi_worker.sbatch"), f"--data_dir={data_dir}",
        # Ports of its own: another test running beside it may hold the default 28800.
@@ -245,3 +247,40 @@ def test_requeues_stop_at_max_requeues(slurm_cluster, tmp_path, data_dir):
   assert output.count("training saved its state (stand-in)") == 3 * 2, output  # 3 runs, 2 tasks
   assert "(requeue 2 of at most 2)" in output and "requeue 3" not in output
   assert "the job was requeued 2 times (MAX_REQUEUES); not requeueing" in output
+
+
+@pytest.mark.cluster
+@pytest.mark.xdist_group("slurm")
+def test_a_job_requeued_on_fewer_tasks_resumes_with_every_example_read_once(
+    slurm_cluster, tmp_path, data_dir):
+  """Signalled mid-epoch on 2 tasks, the job saves and requeues itself, and is given 1 task
+  while it waits (on one node, what a job submitted with a node range, --nodes=2-4, meets when
+  it gets fewer nodes): the example starts 1 task, which resumes with the same global batch
+  and reads every id once an epoch."""
+  job_id, out = _mwms_job(
+      slurm_cluster, tmp_path, data_dir, "--dataset=tests.cluster_scripts.read_counts:ids",
+      "--model=tests.cluster_scripts.read_counts:counter", "--global_batch_size=16",
+      "--epochs=2", "--backup_every_steps=10", "--save_share=0",
+      "--params_override=train.export=false", PYTHONPATH=REPO)  # (`tests.` for srun's tfdist)
+  backups, deadline = tmp_path / "run" / "backup" / "chief" / "checkpoint", time.monotonic() + 300
+  while not (backups.exists() and "ckpt-3" in backups.read_text()):
+    assert time.monotonic() < deadline and slurm_cluster.job(job_id).get("JobState") in (
+        "PENDING", "CONFIGURING", "RUNNING"), slurm_cluster.job(job_id)
+    time.sleep(0.05)
+  subprocess.run(["scancel", "--signal=TERM", job_id], env=slurm_cluster.env(), check=True,
+                 timeout=30)
+  while (slurm_cluster.job(job_id).get("Restarts"), slurm_cluster.job(job_id).get("JobState")) != (
+      "1", "PENDING"):  # requeued, held by SLURM
+    assert time.monotonic() < deadline, slurm_cluster.job(job_id)
+    time.sleep(0.2)
+  subprocess.run(["scontrol", "update", f"jobid={job_id}", "NumTasks=1", "TasksPerNode=1",
+                  "StartTime=now+20"],
+                 env=slurm_cluster.env(), check=True, timeout=30)
+  fields = slurm_cluster.wait(job_id, timeout_s=600)
+  output = out.read_text()
+  assert (fields["JobState"], fields["ExitCode"]) == ("COMPLETED", "0:0"), output[-4000:]
+  assert output.count("Input: this run has 1 worker(s)") == 1, output[-4000:]  # one task
+  assert "Input: this run has 1 worker(s), the run it goes on with had 2" in output
+  metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  assert metrics["resumed_from"]["epoch"] == 1 and metrics["global_batch_size"] == 16
+  assert read_counts.distinct_counts_by_epoch(tmp_path / "run", 2) == {1: {1}, 2: {2}}

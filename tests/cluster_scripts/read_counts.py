@@ -54,3 +54,14 @@ def read_counts(checkpoint: str) -> list[int]:
   name, = [n for n, shape in reader.get_variable_to_shape_map().items()
            if shape == [NUM_IDS, 1] and "OPTIMIZER" not in n and not n.startswith("optimizer")]
   return [int(round(v)) for v in reader.get_tensor(name).reshape(-1)]
+
+
+def distinct_counts_by_epoch(model_dir, epochs: int) -> dict[int, set[int]]:
+  """The distinct counts in each epoch's checkpoint (`ckpt-EEEE`): a run that read every
+  example once an epoch gives {1: {1}, 2: {2}, ...}."""
+  found = {}
+  for epoch in range(1, epochs + 1):
+    counts = read_counts(os.path.join(str(model_dir), "checkpoints", f"ckpt-{epoch:04d}"))
+    assert len(counts) == NUM_IDS
+    found[epoch] = set(counts)
+  return found

@@ -204,6 +204,12 @@ class ModelDir:
       self._run["checkpoints"].append(name)
       self._write_run()
 
+  def update_run(self, **details) -> None:
+    """Adds `details` to this run's record (chief only)."""
+    if self._run is not None:
+      self._run.update(details)
+      self._write_run()
+
   def recorded_checkpoint(self) -> Optional[str]:
     """The path of the last checkpoint this run recorded (this task's record: the chief's)."""
     names = (self._run or {}).get("checkpoints") or []

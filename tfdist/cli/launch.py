@@ -1,4 +1,5 @@
-"""`tfdist launch --cluster_spec=PATH [--restarts=N] [--log_dir=PATH] [--link=RATE] -- COMMAND ...`"""
+"""`tfdist launch --cluster_spec=PATH [--restarts=N] [--min_workers=N] [--log_dir=PATH]
+[--link=RATE] -- COMMAND ...`"""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ _RESTARTS = flags.DEFINE_integer(
     "restarts", 0, "Restarts after failures, in all: of the whole job (MWMS, a lost ps), or of "
     "a lost parameter-server worker alone. A task's user error (status 2) is never restarted.",
     lower_bound=0)
+_MIN_WORKERS = flags.DEFINE_integer(
+    "min_workers", 0, "MultiWorkerMirrored jobs: once --restarts are used up, restart the job "
+    "without the worker whose failure ended it, while this many workers remain; training "
+    "resumes from its backup with the same global batch. 0: the job fails.", lower_bound=0)
 # --log_dir is absl.logging's own flag (it writes no files unless asked); here it names
 # where the per-task logs go, default /tmp/tfdist/launch-<time>-<pid>.
 _STOP_GRACE = flags.DEFINE_float(
@@ -46,6 +51,12 @@ def main(argv: Sequence[str]) -> int:
   if not command:
     raise app.UsageError("no command to run; put it after --, e.g. -- tfdist train")
   spec = load_spec_file(_CLUSTER_SPEC.value)
+  if _MIN_WORKERS.value and spec.num_ps:
+    raise app.UsageError("--min_workers: for MultiWorkerMirrored jobs; under parameter servers "
+                         "training goes on without a lost worker already")
+  if _MIN_WORKERS.value > spec.num_compute_workers:
+    raise app.UsageError(f"--min_workers: {_MIN_WORKERS.value} is more than the cluster's "
+                         f"{spec.num_compute_workers} worker(s)")
   log_dir = os.path.expanduser(flags.FLAGS.log_dir) if flags.FLAGS.log_dir else os.path.join(
       "/tmp/tfdist", f"launch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
   try:
@@ -57,7 +68,8 @@ def main(argv: Sequence[str]) -> int:
     link = Link.parse(_LINK.value)
     check_host()
   options = LaunchOptions(restarts=_RESTARTS.value, log_dir=log_dir,
-                          stop_grace_s=_STOP_GRACE.value, link=link)
+                          stop_grace_s=_STOP_GRACE.value, link=link,
+                          min_workers=_MIN_WORKERS.value)
   return Launcher(spec, command, options).run()
 
 

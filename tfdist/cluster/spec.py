@@ -198,6 +198,19 @@ class ClusterSpec:
     """A copy with the hosts of the given tasks replaced (their ports kept)."""
     return self._rewritten(lambda task, host, port: (hosts.get(task, host), port))
 
+  def without(self, task: TaskId) -> "ClusterSpec":
+    """A copy without `task`; the later tasks of its type move down one index.
+
+    Example:
+      spec.without(TaskId("worker", 1))  # worker: [a, b, c] -> [a, c]
+    """
+    self.check_task(task)
+    jobs = dict(self.jobs)
+    jobs[task.type] = tuple(a for i, a in enumerate(jobs[task.type]) if i != task.index)
+    if not jobs[task.type]:
+      del jobs[task.type]
+    return ClusterSpec.from_dict(jobs, self.evaluators)
+
   def _rewritten(self, rewrite) -> "ClusterSpec":
     jobs = {}
     for task_type, addresses in self.jobs.items():

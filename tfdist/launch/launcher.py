@@ -39,6 +39,8 @@ class LaunchOptions:
     evaluator_grace_s: how long the evaluator may run on after training ends.
     link: run each task in a network namespace of its own, on a link of this rate
       (emulated_link.py); None: every task on this machine's loopback.
+    min_workers: a MultiWorkerMirrored job whose restarts are used up restarts without the
+      worker that failed while this many remain (0: it fails).
   """
 
   restarts: int = 0
@@ -46,6 +48,7 @@ class LaunchOptions:
   stop_grace_s: float = 5.0
   evaluator_grace_s: float = 120.0
   link: Optional[Link] = None
+  min_workers: int = 0
 
 
 def resolve_ports(spec: ClusterSpec) -> ClusterSpec:
@@ -122,8 +125,18 @@ class Launcher:
           self.say(f"{outcome.failed}: its port was taken after it was picked; starting the job "
                    f"again on new ports (not counted as a restart)")
           continue
-        if not outcome.restartable or self.restarts_used >= self.options.restarts:
+        if not outcome.restartable:
           return outcome.code
+        if self.restarts_used >= self.options.restarts:
+          left_out = policy.worker_to_leave_out(self.spec, outcome.task,
+                                                self.options.min_workers)
+          if left_out is None:
+            return outcome.code
+          self.spec = self.spec.without(left_out)
+          self.say(f"{left_out} failed with no restarts left; restarting the job without it on "
+                   f"{self.spec.num_compute_workers} worker(s) (--min_workers="
+                   f"{self.options.min_workers}); training resumes from its last backup")
+          continue
         self.restarts_used += 1
         self.say(f"job failed ({outcome.failed}); restarting every task "
                  f"(restart {self.restarts_used} of {self.options.restarts})")
@@ -208,7 +221,7 @@ class Launcher:
             elif task.type == WORKER and spec.num_ps:
               self.say("every worker is lost and no restarts are left; the job fails")
             return _Outcome(code or 1, f"{task} exited with status {code}",
-                            restartable=action == policy.Action.FAIL_JOB)
+                            restartable=action == policy.Action.FAIL_JOB, task=task)
           if action == policy.Action.RESTART_TASK:
             self.restarts_used += 1
             self.say(f"worker lost: {task}; training goes on with the other workers; "
@@ -245,3 +258,4 @@ class _Outcome:
   restartable: bool = True   # False: a user error or a stop signal; a restart cannot help
   port_in_use: bool = False  # a task could not bind its (auto) port
   preempted: bool = False    # a task was preempted (status 75) after the job saved its state
+  task: Optional[TaskId] = None  # the task whose failure ended the attempt

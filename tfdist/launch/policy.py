@@ -7,12 +7,14 @@ alone if restarts are left) until no worker is left; a lost ps fails the job.
 A task that exits with status 2 reported a user error: restarting cannot help.
 A task that exits with status 75 was preempted and saved its state: the job
 starts again, without using a restart. One budget of restarts covers the whole
-job, single-task restarts included.
+job, single-task restarts included. With a least number of workers (`--min_workers`), a
+MultiWorkerMirrored job whose restarts are used up goes on without the worker that failed.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import Optional
 
 from tfdist.cluster import (CHIEF, EVALUATOR, EXIT_PREEMPTED, EXIT_USER_ERROR, WORKER, ClusterSpec,
                             TaskId)
@@ -61,3 +63,15 @@ def on_exit(spec: ClusterSpec, task: TaskId, code: int, succeeded: set[TaskId],
     return Action.JOB_DONE
   # A PSS server ends by itself (status 0) only once the chief recorded the run finished.
   return Action.WAIT
+
+
+def worker_to_leave_out(spec: ClusterSpec, failed: Optional[TaskId],
+                        min_workers: int) -> Optional[TaskId]:
+  """The worker a MultiWorkerMirrored job restarts without when its restarts are used up
+  and `failed` ended the attempt: `failed`, if it is a `worker` task (a `chief` task is
+  never left out; without one, worker 1 becomes worker 0, the chief) and at least
+  `min_workers` (> 0) compute workers remain without it; else None.
+  """
+  if not min_workers or spec.num_ps or failed is None or failed.type != WORKER:
+    return None
+  return failed if spec.num_compute_workers - 1 >= min_workers else None

@@ -136,10 +136,7 @@ class CustomLoop:
 
   def _iterator(self, start_step: int):
     """The input from the batch the uninterrupted run reads after `start_step` steps."""
-    input_fn = self.trainer.source.train_input_fn(self.trainer.global_batch_size,
-                                                  seed=self.trainer.input_seed,
-                                                  per_worker=self.coordinator is not None,
-                                                  start_step=start_step)
+    input_fn = self.trainer.train_input_fn(start_step)
     if self.coordinator is None:
       return iter(self.strategy.distribute_datasets_from_function(input_fn))
 

@@ -78,7 +78,7 @@ def train_with_fit(trainer: Trainer, callbacks: Sequence = ()) -> tuple[keras.Mo
   Returns:
     (the trained model, the metrics written to metrics.json).
   """
-  strategy, source, options = trainer.strategy, trainer.source, trainer.options
+  strategy, options = trainer.strategy, trainer.options
   with strategy.scope():
     model = trainer.build_model()
     keras3 = generations.generation(model) == generations.KERAS3
@@ -91,9 +91,7 @@ def train_with_fit(trainer: Trainer, callbacks: Sequence = ()) -> tuple[keras.Mo
     logging.info("Keras 3 model: fit runs its train_step in tfdist's loop, %d step(s) per call",
                  steps_per_execution(model))
     return model, trainer.finish(model, ModelStepLoop(trainer, model, callbacks).train())
-  data = keras.utils.experimental.DatasetCreator(source.train_input_fn(
-      trainer.global_batch_size, seed=trainer.input_seed,
-      per_worker=kinds.uses_coordinator(strategy),
+  data = keras.utils.experimental.DatasetCreator(trainer.train_input_fn(
       # The input starts after the steps trained: a backup's (read now: tf_keras restores it
       # only once fit runs, after the input is made), or a finished run's.
       start_step=backed_up_step(trainer.model_dir.backup, trainer.steps_per_epoch)

@@ -21,7 +21,7 @@ from tfdist.checkpoint.model_dir import (CHECKPOINTS, EXPORT, METRICS, PARAMS, R
                                          ModelDir, ModelDirError, latest_checkpoint, read_json)
 from tfdist.checkpoint.resume import log_resume
 from tfdist.cluster import EVALUATOR, TaskConfig, network
-from tfdist.data import DataSourceError, DatasetSource
+from tfdist.data import DataSourceError, DatasetSource, InputFn, stream
 from tfdist.evaluation.evaluator import CheckpointEvaluator
 from tfdist.models import ModelFn, compiling, generations, gradient_compression, row_updates
 from tfdist.strategy import collective, kinds
@@ -91,6 +91,9 @@ class Trainer:
                                                 self.options.epochs,
                                                 self.options.init_checkpoint)
     logging.info("Run start: %s", self.starting_point.reason)
+    # The input pipelines each part of the run had (data/stream.py), when this run goes on.
+    self._input_layout = ((record or {}).get("input_layout") or []
+                          if self.starting_point.epoch or has_backup else [])
     # (Also a barrier: every task has read the model dir before the chief records this run.)
     self.input_seed = collective.agree_on_max(self.strategy,
                                               self._input_seed(record, has_backup))
@@ -108,6 +111,22 @@ class Trainer:
     """The steps the starting point has trained (a finished run's epochs; a backup's steps are
     the loop's to read)."""
     return self.starting_point.epoch * self.steps_per_epoch
+
+  def train_input_fn(self, start_step: int) -> InputFn:
+    """The train input from the batch the uninterrupted run reads after `start_step` steps,
+    also when the run had another number of workers before (the layout is then recorded)."""
+    per_worker = kinds.uses_coordinator(self.strategy)
+    layout = () if per_worker else stream.layout_at(self._input_layout, start_step,
+                                                      self.num_workers)
+    if len(layout) > 1 and layout[-1].step == start_step:
+      logging.info("Input: this run has %d worker(s), the run it goes on with had %d: the "
+                   "examples left of its passes are dealt out first (%s)", self.num_workers,
+                   layout[-2].pipelines, stream.describe(layout))
+    self._input_layout = stream.to_record(layout)
+    self.model_dir.update_run(input_layout=self._input_layout)
+    return self.source.train_input_fn(self.global_batch_size, seed=self.input_seed,
+                                      per_worker=per_worker, start_step=start_step,
+                                      layout=layout)
 
   def _input_seed(self, record: Optional[dict], has_backup: bool) -> int:
     """`seed`; unseeded, the one the run being resumed or continued drew, else a new one
@@ -210,7 +229,8 @@ class Trainer:
     # nonce tells this start of the run from any earlier one (see check_shared_model_dir).
     self.model_dir.start_run(self.run_id, keep_checkpoints=self.starting_point.epoch > 0 or None,
                              mixed_precision=_policy_name(self.options.mixed_precision),
-                             input_seed=self.input_seed, nonce=uuid.uuid4().hex)
+                             input_seed=self.input_seed, input_layout=self._input_layout,
+                             nonce=uuid.uuid4().hex)
     check_shared_model_dir(self.strategy, self.task_config, self.model_dir, self.run_id)
 
   def _load_starting_weights(self, model: keras.Model) -> None:
