@@ -3,6 +3,8 @@ computes, and local runs of the pods with exactly the manifests' commands and en
 
 import json
 import os
+import re
+import signal
 
 import pytest
 import yaml
@@ -10,6 +12,7 @@ import yaml
 from tfdist.cluster import ClusterSpecError, TaskId, load_spec_file
 from tfdist.cluster import kubernetes_pod as pod_env
 from tfdist.launch import kubernetes_manifests as kubernetes
+from tests.cluster_scripts import read_counts
 from tests.helpers import k8s_sim
 from tests.helpers import REPO, THREAD_FLAGS, cli_env, read_metrics, run_tfdist
 
@@ -150,6 +153,51 @@ def test_the_manifests_pods_train_when_started_as_kubernetes_would(tmp_path, dat
   metrics = read_metrics(str(shared / "run"))
   assert metrics["strategy"] == strategy and metrics["epochs_completed"] == 4
   assert metrics["eval_accuracy"] >= 0.93
+
+
+@pytest.mark.cluster
+def test_a_job_replaced_by_one_with_fewer_workers_resumes_there(tmp_path):
+  """docs/clusters.md's way to shrink a job: the 2-worker Job's pods get SIGTERM mid-epoch (as
+  `kubectl delete job` sends), save and exit 75; the manifests for 1 worker, same name and
+  model dir, resume from the backup there, and every id is read once an epoch."""
+  if not k8s_sim.can_run():
+    if os.environ.get("TFDIST_REQUIRE_SYSTEM_TESTS"):
+      pytest.fail("the Kubernetes simulation needs root and `unshare --mount`")
+    pytest.skip("the Kubernetes simulation needs root and `unshare --mount`")
+  shared = tmp_path / "shared"
+  spec = load_spec_file(os.path.join(SPECS, "local-2workers.yaml"))
+  command = ["tfdist", "train", "--dataset=tests.cluster_scripts.read_counts:ids",
+             "--model=tests.cluster_scripts.read_counts:counter", "--global_batch_size=16",
+             "--epochs=2", "--backup_every_steps=10", "--save_share=0",
+             "--params_override=train.export=false", *THREAD_FLAGS]
+  options = dict(image="registry.example.com/tfdist:0.1", name="mnist",
+                 model_dir=f"{shared}/run", volume_claim="runs", volume_mount=str(shared),
+                 command=command)
+  backups = shared / "run" / "backup" / "chief" / "checkpoint"
+  signalled = []
+
+  def delete_the_job_once_backed_up(procs):
+    latest = re.search(r"ckpt-(\d+)", backups.read_text()) if backups.exists() else None
+    if not signalled and latest and int(latest.group(1)) >= 3:
+      signalled.append(True)
+      for proc in procs.values():
+        proc.send_signal(signal.SIGTERM)
+
+  env = cli_env(PYTHONPATH=REPO)
+  for name in ("before", "after"):
+    (tmp_path / name).mkdir()
+  before = k8s_sim.run(kubernetes.manifests(spec, kubernetes.ManifestOptions(
+      base_port=_free_base_port(), **options)), str(tmp_path / "before"), env,
+      while_running=delete_the_job_once_backed_up)
+  assert signalled and [code for code, _ in before.values()] == [75, 75], before
+  smaller = spec.without(TaskId("worker", 1))
+  after = k8s_sim.run(kubernetes.manifests(smaller, kubernetes.ManifestOptions(
+      base_port=_free_base_port(), **options)), str(tmp_path / "after"), env)
+  (code, output), = after.values()
+  assert code == 0, output[-3000:]
+  assert "Input: this run has 1 worker(s), the run it goes on with had 2" in output
+  assert read_metrics(str(shared / "run"))["resumed_from"]["step"] > 0  # mid-epoch
+  assert read_counts.distinct_counts_by_epoch(shared / "run", 2) == {1: {1}, 2: {2}}
 
 
 def _free_base_port() -> int:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Callable, Optional
 
 
 def can_run() -> bool:
@@ -52,9 +53,14 @@ def hosts_file(docs: list[dict], path: str) -> str:
   return path
 
 
-def run(docs: list[dict], work_dir: str, base_env: dict, timeout_s: float = 400
+def run(docs: list[dict], work_dir: str, base_env: dict, timeout_s: float = 400,
+        while_running: Optional[Callable[[dict[str, subprocess.Popen]], None]] = None
         ) -> dict[str, tuple[int, str]]:
-  """Starts every pod, waits for all to end; returns {pod: (exit status, output)}."""
+  """Starts every pod, waits for all to end; returns {pod: (exit status, output)}.
+
+  `while_running` is called with the pods' processes every half second until they end (e.g.
+  to send them SIGTERM, as deleting their Job does).
+  """
   hosts = hosts_file(docs, os.path.join(work_dir, "hosts"))
   procs = {}
   for pod, command, env in pods(docs):
@@ -67,6 +73,8 @@ def run(docs: list[dict], work_dir: str, base_env: dict, timeout_s: float = 400
         env={**base_env, **env}, stdout=log, stderr=subprocess.STDOUT), log)
   deadline = time.monotonic() + timeout_s
   while any(p.poll() is None for p, _ in procs.values()) and time.monotonic() < deadline:
+    if while_running is not None:
+      while_running({pod: proc for pod, (proc, _) in procs.items()})
     time.sleep(0.5)
   results = {}
   for pod, (proc, log) in procs.items():
