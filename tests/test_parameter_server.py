@@ -204,7 +204,7 @@ def test_the_recommender_trains_with_its_tables_split_over_two_ps(tmp_path, loop
   model_dir = tmp_path / "run"
   proc = start_launch(os.path.join(SPECS, "local-ps2.yaml"), tmp_path / "logs",
                       ["python", "examples/recommender.py", f"--model_dir={model_dir}",
-                       f"--loop={loop}", "--epochs=3"])
+                       f"--loop={loop}", "--epochs=4"])
   output = proc.communicate(timeout=600)[0]
   assert proc.returncode == 0, output[-4000:]
   assert "[chief:0] user table 2 shard(s): ps:0 500,002 rows, ps:1 500,001 rows" in output

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
-from typing import Optional, Sequence
+import sys
+from typing import NoReturn, Optional, Sequence
 
 from absl import app, flags, logging
 
@@ -13,7 +15,8 @@ from tfdist.cluster import (ClusterOptions, TaskConfig, TaskId, environments, lo
                             tf_config)
 from tfdist.models.options import SPARSE_UPDATES
 from tfdist.strategy import STRATEGY_NAMES
-from tfdist.strategy.options import ALLREDUCE_DTYPES, COMMUNICATIONS, CROSS_DEVICE_OPS
+from tfdist.strategy.options import (ALLREDUCE_DTYPES, COMMUNICATIONS, CROSS_DEVICE_OPS,
+                                    PARAMETER_SERVER)
 from tfdist.train import LOOPS, communication, precision
 
 _CONFIG = flags.DEFINE_string("config", None, "YAML experiment file (configs/experiments/...).")
@@ -160,7 +163,21 @@ def main(argv: Sequence[str]) -> int:
   metrics = job.run()
   if metrics is not None and job.is_chief:
     print(summary_line(config, metrics), flush=True)
+  if job.choice.name == PARAMETER_SERVER:
+    end_coordinator_process()
   return EXIT_OK
+
+
+def end_coordinator_process() -> NoReturn:
+  """Ends a parameter-server chief's process once its outputs are written: Python's exit
+  handlers run, TensorFlow's C++ teardown does not. (TensorFlow's ClusterCoordinator has no
+  clean shutdown: after a worker was lost, its threads could abort the teardown, "terminate
+  called after throwing", and turn a finished job into exit status -6.)"""
+  atexit._run_exitfuncs()  # pylint: disable=protected-access  (the user's, absl's flush)
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(EXIT_OK)  # pylint: disable=protected-access
 
 
 def summary_line(config: config_lib.ExperimentConfig, metrics: dict) -> str:
