@@ -16,7 +16,8 @@ Example (4,096 examples, global batch 64; 2 workers for 10 steps, then 4):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
+import functools
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -116,74 +117,66 @@ class Stream:
     for earlier, later in zip(self.layout, self.layout[1:]):
       if later.step <= earlier.step and later.step:
         raise ValueError(f"input layout {self.layout}: segments out of step order")
+    # Each segment's entry: its pipelines' carry lengths and their first pass of their own; and
+    # where the pipelines of each segment but the last stood when the next one began.
+    self._entries = [([0] * self.layout[0].pipelines, 0)]
+    self._ends: list[tuple[list[Position], int]] = []
+    for segment, following in enumerate(self.layout[1:]):
+      ended = self.positions(segment, following.step)
+      next_pass = max(p.pass_index + (1 if p.offset else 0) for p in ended)
+      pipelines = self.layout[segment].pipelines
+      left = sum(p.carry_left + (next_pass - p.pass_index) * passes.length(pipelines, i)
+                 - p.offset for i, p in enumerate(ended))
+      self._ends.append((ended, next_pass))
+      self._entries.append(([len(range(p, left, following.pipelines))
+                             for p in range(following.pipelines)], next_pass))
 
   def dataset(self, pipeline: int, start_step: int) -> tf.data.Dataset:
     """Pipeline `pipeline`'s examples from where it stands after `start_step` steps."""
     last = len(self.layout) - 1
     position = self.positions(last, start_step)[pipeline]
-    ds = passes_from(self.passes, self.layout[last].pipelines, pipeline, position.pass_index,
-                     position.offset)
     if position.offset:
       logging.info("Input resumes at example %d of pass %d (skipped, not trained on)",
                    position.offset, position.pass_index + 1)
-    if not position.carry_left:
-      return ds
-    carry, length = self._carry(last, pipeline)
-    logging.info("Input resumes on %d pipeline(s) (%s): pipeline %d first reads %d of the %d "
-                 "examples the pipelines before left of their passes", self.layout[last].pipelines,
-                 describe(self.layout), pipeline, position.carry_left, length)
-    return carry.skip(length - position.carry_left).concatenate(ds)
+    if position.carry_left:
+      logging.info("Input resumes on %d pipeline(s) (%s): pipeline %d first reads %d of the %d "
+                   "examples the pipelines before left of their passes", self.layout[last].pipelines,
+                   describe(self.layout), pipeline, position.carry_left,
+                   self._entries[last][0][pipeline])
+    return self._after_carry(last, pipeline, position, passes_from(
+        self.passes, self.layout[last].pipelines, pipeline, position.pass_index, position.offset))
 
   def positions(self, segment: int, step: int) -> list[Position]:
     """Where each pipeline of segment `segment` stands after `step` steps of training."""
     pipelines = self.layout[segment].pipelines
-    carried, first_pass = self._entry(segment)
+    carried, first_pass = self._entries[segment]
     read = (step - self.layout[segment].step) * (self.global_batch_size // pipelines)
     positions = []
     for pipeline, carry in enumerate(carried):
       if read < carry:
         positions.append(Position(carry - read, first_pass, 0))
-      else:
-        passes, offset = divmod(read - carry, self.passes.length(pipelines, pipeline))
+      else:  # (at a pass's start no length is needed: counting may read a pipeline's files)
+        passes, offset = (divmod(read - carry, self.passes.length(pipelines, pipeline))
+                          if read > carry else (0, 0))
         positions.append(Position(0, first_pass + passes, offset))
     return positions
 
-  def _entry(self, segment: int) -> tuple[list[int], int]:
-    """(each pipeline's carry length, the first pass of its own) of segment `segment`."""
-    pipelines = self.layout[segment].pipelines
-    if segment == 0:
-      return [0] * pipelines, 0
-    left, next_pass = self._left(segment - 1)
-    total = sum(left)
-    return [len(range(p, total, pipelines)) for p in range(pipelines)], next_pass
-
-  def _left(self, segment: int) -> tuple[list[int], int]:
-    """What each pipeline of `segment` had left when the next segment began, and the first
-    pass none of them had begun."""
-    pipelines = self.layout[segment].pipelines
-    positions = self.positions(segment, self.layout[segment + 1].step)
-    next_pass = max(p.pass_index + (1 if p.offset else 0) for p in positions)
-    left = [p.carry_left + (next_pass - p.pass_index) * self.passes.length(pipelines, i)
-            - p.offset for i, p in enumerate(positions)]
-    return left, next_pass
-
-  def _carry(self, segment: int, pipeline: int) -> tuple[tf.data.Dataset, int]:
-    """(the examples pipeline `pipeline` of `segment` carries, how many)."""
-    carried, _ = self._entry(segment)
-    return (self._remainder(segment - 1).shard(self.layout[segment].pipelines, pipeline),
-            carried[pipeline])
+  def _after_carry(self, segment: int, pipeline: int, position: Position,
+                   own: tf.data.Dataset) -> tf.data.Dataset:
+    """`own` (the pipeline's own passes from `position`) after what it still carries."""
+    if not position.carry_left:
+      return own
+    carried = self._remainder(segment - 1).shard(self.layout[segment].pipelines, pipeline)
+    return carried.skip(self._entries[segment][0][pipeline] - position.carry_left).concatenate(own)
 
   def _remainder(self, segment: int) -> tf.data.Dataset:
     """What the pipelines of `segment` had left when the next segment began, one after the
     other (every example once for each pass it was due in)."""
     pipelines = self.layout[segment].pipelines
-    _, next_pass = self._left(segment)
-    parts: Optional[tf.data.Dataset] = None
-    for pipeline, position in enumerate(self.positions(segment, self.layout[segment + 1].step)):
-      part = (tf.data.Dataset.range(position.pass_index, next_pass)
-              .flat_map(self.passes.of(pipelines, pipeline)).skip(position.offset))
-      if position.carry_left:
-        carry, length = self._carry(segment, pipeline)
-        part = carry.skip(length - position.carry_left).concatenate(part)
-      parts = part if parts is None else parts.concatenate(part)
-    return parts
+    ended, next_pass = self._ends[segment]
+    parts = [self._after_carry(segment, pipeline, position,
+                               tf.data.Dataset.range(position.pass_index, next_pass)
+                               .flat_map(self.passes.of(pipelines, pipeline))
+                               .skip(position.offset))
+             for pipeline, position in enumerate(ended)]
+    return functools.reduce(tf.data.Dataset.concatenate, parts)

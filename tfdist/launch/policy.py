@@ -7,7 +7,7 @@ alone if restarts are left) until no worker is left; a lost ps fails the job.
 A task that exits with status 2 reported a user error: restarting cannot help.
 A task that exits with status 75 was preempted and saved its state: the job
 starts again, without using a restart. One budget of restarts covers the whole
-job, single-task restarts included. With a least number of workers (`--min_workers`), a
+job, single-task restarts included. With a minimum number of workers (`--min_workers`), a
 MultiWorkerMirrored job whose restarts are used up goes on without the worker that failed.
 """
 

@@ -122,8 +122,9 @@ class Trainer:
       logging.info("Input: this run has %d worker(s), the run it goes on with had %d: the "
                    "examples left of its passes are dealt out first (%s)", self.num_workers,
                    layout[-2].pipelines, stream.describe(layout))
-    self._input_layout = stream.to_record(layout)
-    self.model_dir.update_run(input_layout=self._input_layout)
+    if stream.to_record(layout) != self._input_layout:  # (run.json has the layout `begin` wrote)
+      self._input_layout = stream.to_record(layout)
+      self.model_dir.update_run(input_layout=self._input_layout)
     return self.source.train_input_fn(self.global_batch_size, seed=self.input_seed,
                                       per_worker=per_worker, start_step=start_step,
                                       layout=layout)
