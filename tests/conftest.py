@@ -42,12 +42,19 @@ def process_tier(args, env: Optional[dict]) -> Optional[str]:
   if ((env or {}).get("TFDIST_K8S_CLUSTER") or "launch" in argv[:4]
       or any(a.rsplit("/", 1)[-1] in ("sbatch", "srun", "slurmctld") for a in argv[:2])):
     return "cluster"
-  if any(a in ("--help", "-h") for a in argv):
+  if any(a in ("--help", "-h") for a in argv) or _prepares_data(argv):
     return None
   if "tfdist" in argv[:3]:  # python -m tfdist COMMAND, or the tfdist console script
     command = argv[argv.index("tfdist") + 1:argv.index("tfdist") + 2]
     return "e2e" if command and command[0] in ("train", "evaluate", "bench") else None
   return "e2e" if "tfdist" in text or "examples/" in text or "cluster_scripts" in text else None
+
+
+def _prepares_data(argv: list[str]) -> bool:
+  """A child that only prepares a dataset (tfdist/data/preparing.py), training nothing."""
+  from tfdist.data import preparing
+  prefix = preparing.CHILD_CODE.split("{", 1)[0] + "tfdist.data."
+  return len(argv) > 2 and argv[1] == "-c" and argv[2].startswith(prefix)
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,14 @@
 """The embedded mnist5k dataset: real digits, fixed stratified split, several shards, offline."""
 
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from tfdist.data import DataOptions, load_source, mnist5k
+from tests.helpers import REPO, cli_env
+from tfdist.data import DataOptions, DataSourceError, load_source, mnist5k, preparing
 from tfdist.data.tfds_source import TfdsSource
 
 
@@ -38,3 +43,33 @@ def test_input_fn_batches_per_replica_and_repeats(data_dir):
   assert set(shapes) == {(16, 28, 28, 1)}
   options = dataset.options().experimental_distribute.auto_shard_policy
   assert options == tf.data.experimental.AutoShardPolicy.OFF
+
+
+@pytest.mark.e2e
+def test_preparing_leaves_this_process_tensorflow_unstarted(tmp_path):
+  """A multi-worker strategy must configure TensorFlow's runtime before it starts; TFDS's
+  writers start it, so a first use prepares in a child process (a fresh data dir here)."""
+  script = ("import sys\n"
+            "from tfdist.data import DataOptions, load_source\n"
+            "source = load_source(DataOptions(data_dir=sys.argv[1]))\n"
+            "import tensorflow as tf\n"
+            "tf.config.threading.set_intra_op_parallelism_threads(1)  # raises once started\n"
+            "print('examples', source.num_train_examples)\n")
+  result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "fresh")], cwd=REPO,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "examples 4000" in result.stdout
+  assert mnist5k.Mnist5k(data_dir=str(tmp_path / "fresh")).is_prepared()
+
+
+def test_a_data_dir_that_cannot_be_made_or_written_is_one_line(tmp_path):
+  blocked = tmp_path / "not-a-dir"
+  blocked.write_text("a file where the data dir should be")
+  with pytest.raises(DataSourceError, match=r"^`data.data_dir` \(.*not-a-dir/sub\): cannot be "
+                     r"created \(Not a directory\)$"):
+    mnist5k.builder(str(blocked / "sub"))
+  # The child's own failure, as one line naming what it prepared.
+  with pytest.raises(DataSourceError, match=r"^`data.dataset`: preparing mnist5k there failed "
+                     r"\(status 1\): \S.*Not a directory"):
+    preparing.in_child_process(mnist5k.prepare_here, str(blocked / "sub"),
+                               what="mnist5k there")

@@ -99,10 +99,13 @@ def test_the_custom_loop_on_two_workers(two_worker_job):
   assert_only_chief_wrote(model_dir)
 
 
-def test_chief_and_two_workers(tmp_path, data_dir):
+def test_chief_and_two_workers(tmp_path):
+  """Also a first use of a data dir: the three tasks prepare mnist5k (one of them, under the
+  lock) before their strategy, and TensorFlow's runtime must still be unstarted then."""
   model_dir = tmp_path / "run"
   result = launch_train("local-chief-2workers.yaml", model_dir, tmp_path / "logs",
-                        f"--data_dir={data_dir}", "--global_batch_size=96", "--epochs=8",
+                        f"--data_dir={tmp_path / 'fresh-tfds'}", "--global_batch_size=96",
+                        "--epochs=8",
                         "--allreduce_dtype=bfloat16")
   assert result.returncode == 0, result.stdout[-4000:]
   metrics = read_metrics(model_dir)

@@ -25,6 +25,10 @@ PY = sys.executable
     (["sbatch", "job.sbatch"], None, "cluster"),
     ([PY, "-m", "tfdist", "train"], {"TFDIST_K8S_CLUSTER": "{}"}, "cluster"),
     (["bash", "-c", "true"], None, None),
+    # A child that prepares a dataset (tfdist/data/preparing.py) trains nothing.
+    ([PY, "-c", "import sys; from tfdist.data.mnist5k import prepare_here; "
+      "prepare_here(*sys.argv[1:])", "/tmp/d"], None, None),
+    ([PY, "-c", "import sys; from tfdist.job import run; run(*sys.argv[1:])"], None, "e2e"),
 ])
 def test_what_tier_a_process_needs(args, env, tier):
   assert process_tier(args, env) == tier

@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 import tensorflow_datasets as tfds
 
-from tfdist.data import mnist5k
+from tfdist.data import mnist5k, preparing
 from tfdist.data.function_source import FunctionSource, import_data_fn
 from tfdist.data.options import TFDS_PREFIX, DataOptions, DataSourceError
 from tfdist.data.source import DatasetSource
@@ -36,6 +36,13 @@ def load_source(options: DataOptions, data_fn: Optional[Callable] = None) -> Dat
       raise DataSourceError(
           f"`data.dataset`: TFDS dataset {name!r} is not prepared in {builder.data_dir_root}; "
           "prepare it there (tfds build) or pass --download to let TFDS fetch it")
-    builder.download_and_prepare()
+    preparing.in_child_process(download_and_prepare, name, str(builder.data_dir_root),
+                               what=f"TFDS dataset {name!r}", show_output=True)
+    builder = tfds.builder(name, data_dir=options.data_dir)
   return TfdsSource(builder, train_split=split or "train", eval_split=options.eval_split,
                     shuffle_buffer=options.shuffle_buffer)
+
+
+def download_and_prepare(name: str, data_dir: str) -> None:
+  """TFDS downloads and prepares dataset `name` in `data_dir` (run in a child process)."""
+  tfds.builder(name, data_dir=data_dir).download_and_prepare()

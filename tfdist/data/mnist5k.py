@@ -19,7 +19,9 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfdist.data import preparing
 from tfdist.data.options import MNIST5K as NAME, DataSourceError
+
 NUM_SHARDS = 8
 _TRAIN_PER_DIGIT = 400
 _SPLIT_SEED = 20261127
@@ -87,22 +89,34 @@ class Mnist5k(tfds.core.GeneratorBasedBuilder):
 
 
 def builder(data_dir: str | None) -> Mnist5k:
-  """The mnist5k builder, prepared into `data_dir` on first use (offline, ~1 s).
+  """The mnist5k builder, prepared into `data_dir` on first use (offline, a few seconds: in a
+  child process, data/preparing.py says why).
 
   A file lock keeps the tasks of a local cluster from preparing it at once.
   """
   b = Mnist5k(data_dir=data_dir, file_format="tfrecord")
   if b.is_prepared():
     return b
-  prepare = lambda: b.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      num_shards=NUM_SHARDS, try_download_gcs=False))
+  csv_path()  # a missing wheel is this process's one-line error, not the child's
+  prepare = lambda: preparing.in_child_process(prepare_here, str(b.data_dir_root),
+                                               what=f"{NAME} in {b.data_dir_root}")
   if "://" in str(b.data_dir_root):  # Remote storage has no file locks: TFDS's atomic rename.
     prepare()
-    return b
-  os.makedirs(b.data_dir_root, exist_ok=True)
-  with open(os.path.join(b.data_dir_root, f".{NAME}.lock"), "w") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    b = Mnist5k(data_dir=data_dir, file_format="tfrecord")
-    if not b.is_prepared():
-      prepare()
-  return b
+  else:
+    try:
+      os.makedirs(b.data_dir_root, exist_ok=True)
+    except OSError as e:
+      raise DataSourceError(f"`data.data_dir` ({b.data_dir_root}): cannot be created "
+                            f"({e.strerror})") from None
+    with open(os.path.join(b.data_dir_root, f".{NAME}.lock"), "w") as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      if not Mnist5k(data_dir=data_dir, file_format="tfrecord").is_prepared():
+        prepare()
+  return Mnist5k(data_dir=data_dir, file_format="tfrecord")
+
+
+def prepare_here(data_dir: str) -> None:
+  """Writes mnist5k's TFRecord shards into `data_dir` (starts this process's TensorFlow)."""
+  Mnist5k(data_dir=data_dir, file_format="tfrecord").download_and_prepare(
+      download_config=tfds.download.DownloadConfig(num_shards=NUM_SHARDS,
+                                                   try_download_gcs=False))
