@@ -162,8 +162,13 @@ def test_every_example_is_seen_exactly_once_per_epoch(tmp_path, spec, shards, po
   assert f"Input: {policy} sharding for pipeline " in log
 
 
+# Lines that mean epoch 3 has begun: fit's progress line for it; the custom loop's for epoch 2.
+EPOCH_3_BEGAN = [("fit", "[worker:1] Epoch 3/4"), ("custom", "[worker:0] Epoch 2/4:")]
+
+
 @pytest.mark.xdist_group("two_worker_job")
-def test_killed_worker_resumes_from_backup(tmp_path, data_dir, two_worker_job):
+@pytest.mark.parametrize("loop, trigger", EPOCH_3_BEGAN)
+def test_killed_worker_resumes_from_backup(tmp_path, data_dir, two_worker_job, loop, trigger):
   """SIGKILL worker:1 mid-epoch; --restarts brings the job back from its last backup, and it
   ends with the weights of the job never killed."""
   model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
@@ -171,13 +176,13 @@ def test_killed_worker_resumes_from_backup(tmp_path, data_dir, two_worker_job):
       [sys.executable, "-m", "tfdist", "launch",
        f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=1",
        f"--log_dir={log_dir}", "--", "tfdist", "train", f"--model_dir={model_dir}",
-       f"--data_dir={data_dir}", *TWO_WORKER_JOB, "--backup_every_steps=10",
+       f"--data_dir={data_dir}", *TWO_WORKER_JOB, f"--loop={loop}", "--backup_every_steps=10",
        "--save_share=0", *THREAD_FLAGS],
       cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   output = []
   for line in proc.stdout:
     output.append(line)
-    if line.startswith("[worker:1] Epoch 3/4"):
+    if line.startswith(trigger):
       time.sleep(0.6)  # into the middle of epoch 3, past a backup at step 10
       worker_log = (log_dir / "worker-1.log").read_text()
       pid = int(re.search(r"started worker:1 \(pid (\d+)", worker_log).group(1))
@@ -204,10 +209,10 @@ def test_killed_worker_resumes_from_backup(tmp_path, data_dir, two_worker_job):
   assert metrics["resumed_from"] == {"epoch": int(resumed.group(1)), "step": int(resumed.group(2))}
   assert metrics["resumed_from"]["epoch"] >= 3  # not from the start
   assert metrics["epochs_completed"] == 4 and metrics["eval_accuracy"] >= 0.95
-  print(f"weights_sha256 MWMS 2 workers, fit, SIGKILL: uninterrupted "
-        f"{uninterrupted_weights(two_worker_job, 'fit')}, resumed at {metrics['resumed_from']} "
+  print(f"weights_sha256 MWMS 2 workers, {loop}, SIGKILL: uninterrupted "
+        f"{uninterrupted_weights(two_worker_job, loop)}, resumed at {metrics['resumed_from']} "
         f"{metrics['weights_sha256']}")  # (shown by pytest -rP)
-  assert metrics["weights_sha256"] == uninterrupted_weights(two_worker_job, "fit")
+  assert metrics["weights_sha256"] == uninterrupted_weights(two_worker_job, loop)
   assert not (model_dir / "backup").exists()
 
 
@@ -291,8 +296,7 @@ def test_the_start_up_deadline_covers_only_the_rendezvous(tmp_path, data_dir):
 
 
 @pytest.mark.xdist_group("two_worker_job")
-@pytest.mark.parametrize("loop, trigger", [("fit", "[worker:1] Epoch 3/4"),
-                                           ("custom", "[worker:0] Epoch 2/4:")])
+@pytest.mark.parametrize("loop, trigger", EPOCH_3_BEGAN)
 def test_sigterm_to_a_worker_saves_and_resumes_with_no_step_redone(tmp_path, data_dir, loop,
                                                                     trigger, two_worker_job):
   """SIGTERM (preemption) to worker:1 mid-epoch: every worker saves at the next step boundary and
