@@ -10,7 +10,7 @@ import statistics
 
 import pytest
 
-from tests.helpers import run_tfdist
+from tests.helpers import assert_usage_error, run_tfdist
 
 pytestmark = pytest.mark.cluster
 
@@ -126,3 +126,14 @@ def assert_communication_hangs_together(communication: dict, table: str) -> None
   assert four["computed_bytes_per_step"] == round(1.5 * 4 * 269_322)
   assert f"4 workers measured on this machine (mlp, 100mbit, 16 a replica): " \
          f"{four['measured_step_ms']:.1f} ms/step" in table
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--quick", "--tiny"), "--quick and --tiny: choose one"),
+    (("--only=overhead,speed",), "--only: unknown section(s) speed; expected some of overhead"),
+    (("extra",), "unexpected arguments 'extra'"),
+])
+def test_bench_usage_errors_are_one_line(tmp_path, args, fragment):
+  result = run_tfdist("bench", *args, f"--out_dir={tmp_path / 'out'}")
+  assert_usage_error(result, fragment)
+  assert not (tmp_path / "out").exists()  # nothing written

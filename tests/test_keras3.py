@@ -54,11 +54,16 @@ TF_KERAS_MODELS = textwrap.dedent('''
 ''')
 
 
+def with_user_models(directory) -> dict:
+  """The CLI's environment with the user model modules above written into `directory`."""
+  (directory / "k3_models.py").write_text(KERAS3_MODELS)
+  (directory / "tfk_models.py").write_text(TF_KERAS_MODELS)
+  return cli_env(PYTHONPATH=f"{directory}{os.pathsep}{REPO}")
+
+
 @pytest.fixture
 def keras3_env(tmp_path):
-  (tmp_path / "k3_models.py").write_text(KERAS3_MODELS)
-  (tmp_path / "tfk_models.py").write_text(TF_KERAS_MODELS)
-  return cli_env(PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}")
+  return with_user_models(tmp_path)
 
 
 def launch(spec, model_dir, log_dir, env, *train_args, launch_args=(), timeout=400):
@@ -128,21 +133,42 @@ def test_a_compiled_keras3_model_keeps_its_own_optimizer(tmp_path, data_dir, ker
   assert read_metrics(str(model_dir))["eval_accuracy"] < 0.3
 
 
+# The Keras 3 2-worker job that the tests below share, deterministic: the killed job must end
+# with its weights.
+KERAS3_TWO_WORKER_JOB = ("--model=k3_models:sgd_momentum", "--epochs=4", "--deterministic")
+
+
+@pytest.fixture(scope="module")
+def keras3_two_worker_job(tmp_path_factory, data_dir):
+  """run(loop) -> (model dir, launch output) of KERAS3_TWO_WORKER_JOB with `loop`, run once on
+  first use (its tests share one xdist group); the custom loop's sums gradients in bfloat16."""
+  done = {}
+
+  def run(loop: str):
+    if loop not in done:
+      root = tmp_path_factory.mktemp(f"keras3-two-workers-{loop}")
+      result = launch("local-2workers.yaml", root / "run", root / "logs",
+                      with_user_models(root), *KERAS3_TWO_WORKER_JOB, f"--loop={loop}",
+                      f"--data_dir={data_dir}",
+                      # Keras 3's optimizer sums the gradients itself: in bfloat16 too.
+                      f"--allreduce_dtype={'bfloat16' if loop == 'custom' else 'float32'}")
+      assert result.returncode == 0, result.stdout[-4000:]
+      done[loop] = (root / "run", result.stdout)
+    return done[loop]
+
+  return run
+
+
 @pytest.mark.cluster
+@pytest.mark.xdist_group("keras3_two_worker_job")
 @pytest.mark.parametrize("loop", ["fit", "custom"])
-def test_keras3_under_multi_worker_mirrored(tmp_path, data_dir, keras3_env, loop):
-  model_dir = tmp_path / "run"
-  result = launch("local-2workers.yaml", model_dir, tmp_path / "logs", keras3_env,
-                  "--model=k3_models:sgd_momentum", f"--loop={loop}", "--epochs=4",
-                  f"--data_dir={data_dir}",
-                  # Keras 3's optimizer sums the gradients itself: in bfloat16 too.
-                  f"--allreduce_dtype={'bfloat16' if loop == 'custom' else 'float32'}")
-  assert result.returncode == 0, result.stdout[-4000:]
+def test_keras3_under_multi_worker_mirrored(keras3_two_worker_job, loop):
+  model_dir, stdout = keras3_two_worker_job(loop)
   metrics = read_metrics(str(model_dir))
   assert_keras3_run(metrics, "MultiWorkerMirroredStrategy", 0.93)
   assert metrics["num_workers"] == 2 and metrics["num_replicas"] == 2
   assert metrics["communication"]["allreduce_value_bytes"] == (2 if loop == "custom" else 4)
-  assert ("summed over 2 replicas as bfloat16" in result.stdout) == (loop == "custom")
+  assert ("summed over 2 replicas as bfloat16" in stdout) == (loop == "custom")
   assert set(os.listdir(model_dir)) == {"checkpoints", "export", "metrics.json", "params.yaml",
                                         "run.json", "tensorboard"}
 
@@ -166,19 +192,23 @@ def test_keras3_under_parameter_servers(tmp_path, data_dir, keras3_env, loop):
 
 
 @pytest.mark.cluster
-def test_a_killed_worker_resumes_a_keras3_run_from_its_backup(tmp_path, data_dir, keras3_env):
+@pytest.mark.xdist_group("keras3_two_worker_job")
+def test_a_killed_worker_resumes_a_keras3_run_from_its_backup(tmp_path, data_dir, keras3_env,
+                                                               keras3_two_worker_job):
+  """SIGKILL worker:1 mid-epoch 3: the job comes back from its backup and ends with the
+  weights of the same job never killed (fit: Keras 3's train_step in tfdist's loop)."""
   model_dir, log_dir = tmp_path / "run", tmp_path / "logs"
   proc = subprocess.Popen(
       [sys.executable, "-m", "tfdist", "launch",
        f"--cluster_spec={os.path.join(SPECS, 'local-2workers.yaml')}", "--restarts=1",
-       f"--log_dir={log_dir}", "--", "tfdist", "train", "--model=k3_models:sgd_momentum",
-       f"--model_dir={model_dir}", f"--data_dir={data_dir}", "--epochs=6",
-       "--backup_every_steps=10", "--save_share=0", *THREAD_FLAGS],
+       f"--log_dir={log_dir}", "--", "tfdist", "train", f"--model_dir={model_dir}",
+       *THREAD_FLAGS, *KERAS3_TWO_WORKER_JOB, "--loop=fit", f"--data_dir={data_dir}",
+       "--allreduce_dtype=float32", "--backup_every_steps=10", "--save_share=0"],
       cwd=REPO, env=keras3_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   output = []
   for line in proc.stdout:
     output.append(line)
-    if line.startswith("[worker:0] Epoch 2/6"):
+    if line.startswith("[worker:0] Epoch 2/4"):
       time.sleep(1.0)  # into epoch 3, past a backup at step 10
       pid = int(re.search(r"started worker:1 \(pid (\d+)",
                           (log_dir / "worker-1.log").read_text()).group(1))
@@ -190,7 +220,11 @@ def test_a_killed_worker_resumes_a_keras3_run_from_its_backup(tmp_path, data_dir
   assert "restarting every task (restart 1 of 1)" in text
   metrics = read_metrics(str(model_dir))
   assert metrics["resumed_from"] is not None and metrics["resumed_from"]["epoch"] >= 3, text[-3000:]
-  assert metrics["epochs_completed"] == 6 and metrics["eval_accuracy"] >= 0.93
+  assert metrics["epochs_completed"] == 4 and metrics["eval_accuracy"] >= 0.93
+  uninterrupted = read_metrics(str(keras3_two_worker_job("fit")[0]))["weights_sha256"]
+  print(f"weights_sha256 MWMS 2 workers, Keras 3, fit, SIGKILL: uninterrupted {uninterrupted}, "
+        f"resumed at {metrics['resumed_from']} {metrics['weights_sha256']}")  # (pytest -rP)
+  assert metrics["weights_sha256"] == uninterrupted
 
 
 @pytest.mark.e2e

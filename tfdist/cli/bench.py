@@ -39,9 +39,8 @@ def _can_emulate_links() -> bool:
   return True
 
 
-def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])!r}")
+def _settings() -> tuple[str, runs.BenchSettings]:
+  """The mode and its settings, from the flags (a bad combination is a UsageError)."""
   if _QUICK.value and _TINY.value:
     raise app.UsageError("--quick and --tiny: choose one")
   mode = "tiny" if _TINY.value else "quick" if _QUICK.value else "full"
@@ -52,11 +51,11 @@ def main(argv: Sequence[str]) -> int:
       raise app.UsageError(f"--only: unknown section(s) {', '.join(unknown)}; expected some of "
                            f"{', '.join(runs.SECTIONS)}")
     settings = dataclasses.replace(settings, sections=tuple(_ONLY.value))
-  if not os.path.isfile(runs.HANDWRITTEN):
-    raise app.UsageError(f"the baseline script {runs.HANDWRITTEN} is missing: run tfdist bench "
-                         "from a source checkout (pip install -e .)")
-  os.makedirs(_OUT_DIR.value, exist_ok=True)
-  started = time.perf_counter()
+  return mode, settings
+
+
+def _measure(mode: str, settings: runs.BenchSettings) -> dict:
+  """Runs the chosen sections, then the input pipeline; returns bench.json's content."""
   sections = settings.sections
   results = {
       "mode": mode,
@@ -97,11 +96,25 @@ def main(argv: Sequence[str]) -> int:
       name: r for name, r in (results.get("communication") or {}).get("rows", {}).items()
       if r["link"] in (None, communication.LOOPBACK) and r["allreduce_dtype"] == "float32"}
   results["startup_seconds"] = {name: r["seconds_to_first_step"] for name, r in startup.items()}
+  return results
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])!r}")
+  mode, settings = _settings()
+  if not os.path.isfile(runs.HANDWRITTEN):
+    raise app.UsageError(f"the baseline script {runs.HANDWRITTEN} is missing: run tfdist bench "
+                         "from a source checkout (pip install -e .)")
+  os.makedirs(_OUT_DIR.value, exist_ok=True)
+  started = time.perf_counter()
+  results = _measure(mode, settings)
   results["bench_seconds"] = time.perf_counter() - started
-  paths = [report.write_json(results, _OUT_DIR.value), report.write_markdown(results, _OUT_DIR.value),
-           report.write_plot(results, _OUT_DIR.value)]
+  out = _OUT_DIR.value
+  paths = [report.write_json(results, out), report.write_markdown(results, out),
+           report.write_plot(results, out)]
   if "communication" in results:
-    paths.append(report.write_communication_plot(results, _OUT_DIR.value))
+    paths.append(report.write_communication_plot(results, out))
   print(report.markdown(results))
   _say(f"done in {results['bench_seconds']:.0f} s: {', '.join(paths)}")
   return EXIT_OK
