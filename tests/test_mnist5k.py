@@ -62,7 +62,7 @@ def test_preparing_leaves_this_process_tensorflow_unstarted(tmp_path):
   assert mnist5k.Mnist5k(data_dir=str(tmp_path / "fresh")).is_prepared()
 
 
-def test_a_data_dir_that_cannot_be_made_or_written_is_one_line(tmp_path):
+def test_an_uncreatable_data_dir_and_a_failed_preparation_are_one_line(tmp_path):
   blocked = tmp_path / "not-a-dir"
   blocked.write_text("a file where the data dir should be")
   with pytest.raises(DataSourceError, match=r"^`data.data_dir` \(.*not-a-dir/sub\): cannot be "

@@ -94,7 +94,9 @@ def builder(data_dir: str | None) -> Mnist5k:
 
   A file lock keeps the tasks of a local cluster from preparing it at once.
   """
-  b = Mnist5k(data_dir=data_dir, file_format="tfrecord")
+  # A new builder object reads what is on disk now (TFDS keeps the info it read first).
+  read = lambda: Mnist5k(data_dir=data_dir, file_format="tfrecord")
+  b = read()
   if b.is_prepared():
     return b
   csv_path()  # a missing wheel is this process's one-line error, not the child's
@@ -110,9 +112,9 @@ def builder(data_dir: str | None) -> Mnist5k:
                             f"({e.strerror})") from None
     with open(os.path.join(b.data_dir_root, f".{NAME}.lock"), "w") as lock:
       fcntl.flock(lock, fcntl.LOCK_EX)
-      if not Mnist5k(data_dir=data_dir, file_format="tfrecord").is_prepared():
+      if not read().is_prepared():
         prepare()
-  return Mnist5k(data_dir=data_dir, file_format="tfrecord")
+  return read()
 
 
 def prepare_here(data_dir: str) -> None:
