@@ -227,3 +227,27 @@ def test_first_step_time_waits_for_a_scheduled_step_once(monkeypatch):
     meter.on_train_batch_end(step, ScheduledStep())
   assert waits == [10.0]
   assert meter.first_step_seconds == pytest.approx(5.0)  # 8 -> 10 scheduled -> 13 done
+
+
+def test_a_resumed_task_saves_after_the_backup_it_read_is_gone(tmp_path):
+  """A non-chief reads the chief's backup, and by its first save of its own the chief has
+  replaced that backup: the save needs none of its files (the counter was read with it)."""
+  import shutil
+  from tfdist.train.loop_actions import read_latest_backup
+
+  def backup():
+    return tf.train.Checkpoint(step=tf.Variable(0, dtype=tf.int64))
+
+  chief_dir, worker_dir = str(tmp_path / "backup"), str(tmp_path / "worker-backup")
+  assert not read_latest_backup(backup(), chief_dir)
+  chief = backup()
+  chief.step.assign(13)
+  chief_manager = tf.train.CheckpointManager(chief, chief_dir, max_to_keep=1)
+  for _ in range(3):
+    chief_manager.save()
+  resumed = backup()
+  assert read_latest_backup(resumed, chief_dir)
+  shutil.rmtree(chief_dir)  # the chief's next backup removed this one
+  saved = tf.train.CheckpointManager(resumed, worker_dir, max_to_keep=1).save()
+  assert int(resumed.step) == 13
+  assert saved.endswith("ckpt-4")  # numbered after the backup it resumed from

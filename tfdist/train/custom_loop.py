@@ -177,9 +177,7 @@ class CustomLoop:
     the epochs the starting point has (a finished run trained further)."""
     steps_per_epoch = self.trainer.steps_per_epoch
     position = TrainingPosition(self.step, steps_per_epoch, start=self.trainer.first_step)
-    latest = tf.train.latest_checkpoint(self.trainer.model_dir.backup)
-    if latest:
-      backup.read(latest).expect_partial()
+    if loop_actions.read_latest_backup(backup, self.trainer.model_dir.backup):
       position.load()
       if position.epoch < self.trainer.options.epochs:
         history.resumed_from = position.describe()

@@ -115,6 +115,20 @@ class PreemptionSave(LoopAction):
       stop_saving_on_sigterm()
 
 
+def read_latest_backup(checkpoint: tf.train.Checkpoint, backup_dir: str) -> bool:
+  """Reads the latest backup in `backup_dir` into `checkpoint`; False if there is none.
+
+  Its save counter is read now too. `Checkpoint.read` leaves the counter to the first
+  save, which then opens the backup's files again: by that time a non-chief's first save
+  may find them gone, the chief having replaced that backup with its next one.
+  """
+  latest = tf.train.latest_checkpoint(backup_dir)
+  if not latest:
+    return False
+  checkpoint.restore(latest).expect_partial()  # restore, not read: it creates the counter
+  return True
+
+
 class Backups(LoopAction):
   """Backups every `schedule.backup_steps` steps (counted across epochs) and after the last
   epoch; with `by_interval` False (no interval, or a coordinator, which cannot save
