@@ -97,6 +97,29 @@ def test_only_the_chief_writes_in_the_model_dir(tmp_path):
   assert os.listdir(tmp_path) == []
 
 
+def test_a_task_dir_left_by_a_killed_process_goes_when_the_next_is_made(tmp_path, monkeypatch):
+  """A SIGKILLed non-chief leaves its temporary dirs: the next task dir made on the host
+  removes those of ended processes, and only those."""
+  import socket
+  import subprocess
+  import sys
+  import tempfile
+  monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+  os.mkdir(tmp_path / "tmp")
+  ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+  prefix = tmp_path / "tmp" / f"tfdist-task-{socket.gethostname()}-pid"
+  left = [f"{prefix}{ended}-backup-x1", f"{prefix}{ended}-checkpoints-x2"]
+  kept = [f"{prefix}{os.getpid()}-backup-x3",  # a live process's (this one's)
+          str(tmp_path / "tmp" / f"tfdist-task-otherhost-pid{ended}-backup-x4")]  # not ours
+  for path in left + kept:
+    os.makedirs(os.path.join(path, "ckpt"))
+  made = ModelDir(str(tmp_path / "run"), is_chief=False).task_dir("backup")
+  assert made.startswith(f"{prefix}{os.getpid()}-backup-") and os.path.isdir(made)
+  assert sorted(os.listdir(tmp_path / "tmp")) == sorted(
+      os.path.basename(p) for p in kept + [made])
+
+
 @pytest.mark.parametrize("epoch, step, expected", [
     (2, 9, 134),    # after step 9 of epoch 3
     (2, 61, 186),   # after an epoch's last step

@@ -1,5 +1,6 @@
 """Real MultiWorkerMirroredStrategy clusters on 127.0.0.1, started by `tfdist launch`."""
 
+import glob
 import json
 import os
 import re
@@ -7,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -163,6 +165,11 @@ def test_every_example_is_seen_exactly_once_per_epoch(tmp_path, spec, shards, po
 
 
 # Lines that mean epoch 3 has begun: fit's progress line for it; the custom loop's for epoch 2.
+def task_dirs_of(pid: int) -> list[str]:
+  """The temporary dirs process `pid` writes as a non-chief task (ModelDir.task_dir)."""
+  return glob.glob(os.path.join(tempfile.gettempdir(), f"tfdist-task-*-pid{pid}-*"))
+
+
 EPOCH_3_BEGAN = [("fit", "[worker:1] Epoch 3/4"), ("custom", "[worker:0] Epoch 2/4:")]
 
 
@@ -186,6 +193,7 @@ def test_killed_worker_resumes_from_backup(tmp_path, data_dir, two_worker_job, l
       time.sleep(0.6)  # into the middle of epoch 3, past a backup at step 10
       worker_log = (log_dir / "worker-1.log").read_text()
       pid = int(re.search(r"started worker:1 \(pid (\d+)", worker_log).group(1))
+      assert task_dirs_of(pid)  # where a non-chief writes its backups and checkpoints
       os.kill(pid, signal.SIGKILL)
       break
   try:  # (a job that hangs fails the test; it does not hang it)
@@ -197,6 +205,7 @@ def test_killed_worker_resumes_from_backup(tmp_path, data_dir, two_worker_job, l
   text = "".join(output)
   assert proc.returncode == 0, text[-4000:]
   assert "[launch] worker:1 exited with status -9" in text
+  assert not task_dirs_of(pid)  # removed by the worker:1 that took its place
   assert "restarting every task (restart 1 of 1)" in text
   # Every worker resumes at the same step: the chief's backup, not a non-chief's own older one
   # (a kill can cut short its last background write).

@@ -14,10 +14,12 @@ itself is importable without TensorFlow).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from typing import Any, Iterator, Optional
 
@@ -115,6 +117,35 @@ def write_json(path: str, content: dict) -> None:
   io.rename(tmp, path, overwrite=True)
 
 
+def _task_dir_prefix() -> str:
+  # The host is in the name: a /tmp shared with other hosts' (or pid namespaces') tasks holds
+  # dirs whose process ids mean nothing here.
+  return os.path.join(tempfile.gettempdir(), f"tfdist-task-{socket.gethostname()}-pid")
+
+
+def remove_task_dirs_of_ended_processes() -> list[str]:
+  """Removes the temporary task dirs this host's ended processes left (a task killed with
+  SIGKILL cannot remove its own); returns them. A process id reused since is left alone."""
+  prefix = _task_dir_prefix()
+  removed = []
+  for path in glob.glob(glob.escape(prefix) + "*"):
+    pid = path[len(prefix):].split("-", 1)[0]
+    if pid.isdigit() and not _process_exists(int(pid)):
+      shutil.rmtree(path, ignore_errors=True)
+      removed.append(path)
+  return removed
+
+
+def _process_exists(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # another user's process
+    return True
+  return True
+
+
 class ModelDir:
   """Paths inside one run's model dir."""
 
@@ -149,7 +180,8 @@ class ModelDir:
     task a new local temporary dir, to remove with `release` once written."""
     if self.is_chief:
       return self.path(name)
-    return tempfile.mkdtemp(prefix=f"tfdist-{name}-")
+    remove_task_dirs_of_ended_processes()
+    return tempfile.mkdtemp(prefix=f"{_task_dir_prefix()}{os.getpid()}-{name}-")
 
   def release(self, task_dir: str) -> None:
     """Removes a non-chief's temporary `task_dir` (the chief's stays)."""
