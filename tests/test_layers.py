@@ -19,7 +19,7 @@ ALLOWED = {
     "launch": {"cluster"},
     "bench": {"data", "train", "launch"},  # the bench starts jobs and emulated links
 }
-BASE = {"tfdist", "_lazy", "_input", "_user_code"}
+BASE = {"tfdist", "_lazy", "_input", "_user_code", "_processes"}
 
 
 def imports() -> dict[str, set[str]]:

@@ -23,6 +23,7 @@ import socket
 import tempfile
 from typing import Any, Iterator, Optional
 
+from tfdist._processes import process_exists
 
 
 class CheckpointError(ValueError):
@@ -130,20 +131,10 @@ def remove_task_dirs_of_ended_processes() -> list[str]:
   removed = []
   for path in glob.glob(glob.escape(prefix) + "*"):
     pid = path[len(prefix):].split("-", 1)[0]
-    if pid.isdigit() and not _process_exists(int(pid)):
+    if pid.isdigit() and not process_exists(int(pid)):
       shutil.rmtree(path, ignore_errors=True)
       removed.append(path)
   return removed
-
-
-def _process_exists(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # another user's process
-    return True
-  return True
 
 
 class ModelDir:

@@ -26,6 +26,7 @@ import subprocess
 import sys
 from typing import Mapping, Optional, Sequence
 
+from tfdist._processes import process_exists
 from tfdist.cluster import TaskId
 from tfdist.cluster.network import LINK_INTERFACE_VAR, LINK_RATE_VAR
 
@@ -110,20 +111,10 @@ def remove_stale() -> list[str]:
   removed = []
   for name in namespaces():
     match = _OWNED.match(name)
-    if match and not _alive(int(match.group(1))):
+    if match and not process_exists(int(match.group(1))):
       subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
       removed.append(name)
   return removed
-
-
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
 
 
 class EmulatedNetwork:
