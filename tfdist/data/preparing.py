@@ -9,7 +9,9 @@ process: a few seconds, once per data dir.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import subprocess
 import sys
 from typing import Callable
@@ -50,3 +52,31 @@ def in_child_process(function: Callable[..., None], *args: str, what: str,
     last = "its output is above" if show_output else lines[-1] if lines else "no output"
     raise DataSourceError(f"`data.dataset`: preparing {what} failed "
                           f"(status {result.returncode}): {last.strip()[:300]}")
+
+
+def prepare_once(data_dir: str, name: str, is_prepared: Callable[[], bool],
+                 prepare: Callable[[], None]) -> None:
+  """Runs `prepare()` unless `is_prepared()`, under a file lock in a local `data_dir`: the
+  tasks of a local cluster prepare dataset `name` once, the others wait and find it prepared.
+  (Remote storage has no file locks: there TFDS's atomic rename decides.)
+
+  Raises:
+    DataSourceError: `data_dir` cannot be created (one line naming `data.data_dir`).
+
+  Example:
+    prepare_once(root, "mnist", lambda: fresh().is_prepared(), lambda: download(root))
+  """
+  if "://" in data_dir:
+    if not is_prepared():
+      prepare()
+    return
+  try:
+    os.makedirs(data_dir, exist_ok=True)
+  except OSError as e:
+    raise DataSourceError(f"`data.data_dir` ({data_dir}): cannot be created "
+                          f"({e.strerror})") from None
+  lock_name = "." + re.sub(r"[^\w.-]", "_", name) + ".lock"  # e.g. a TFDS "name/config"
+  with open(os.path.join(data_dir, lock_name), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not is_prepared():
+      prepare()
